@@ -1,0 +1,149 @@
+"""Compare SFT configurations of the shapes-world generator side by side.
+
+Trains the autoencoder once (recipes/shapes_autoencoder.yaml), then runs each variant of
+recipes/shapes_sft.yaml (a set of `--set` overrides) as its own `vpt train sft` process, all
+in parallel, and collects the held-out attribute accuracy curves from their metrics files.
+Used to choose the shipped recipe; it ran on a lent H100 (see docs/generator.md).
+
+    python benchmarks/sft_sweep.py --device cuda --steps 6000 --out sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PIXELS = [
+    "autoencoder=pixels",
+    "transformer.in_channels=3",
+    "transformer.out_channels=3",
+    "transformer.patch_size=[2,8,8]",
+]
+LATENT = ["autoencoder=AE"]
+# name -> overrides; variants naming autoencoder=AE start once the autoencoder is trained.
+VARIANTS: dict[str, list[str]] = {
+    "pix_x_p288_d128L4": [*PIXELS, "generator.prediction=sample"],
+    "pix_v_p288_d128L4": [*PIXELS, "generator.prediction=velocity"],
+    "pix_x_p188_d128L4": [*PIXELS, "generator.prediction=sample", "transformer.patch_size=[1,8,8]"],
+    "pix_x_p288_d192L6": [
+        *PIXELS,
+        "generator.prediction=sample",
+        "transformer.num_attention_heads=6",
+        "transformer.num_layers=6",
+        "transformer.ffn_dim=768",
+    ],
+    "pix_x_p288_d128L4_shift3": [*PIXELS, "generator.prediction=sample", "timesteps.shift=3.0"],
+    "pix_x_p288_d128L4_b64": [*PIXELS, "generator.prediction=sample", "batch_size=64"],
+    "lat_v_d128L4": [*LATENT, "generator.prediction=velocity"],
+    "lat_x_d128L4": [*LATENT, "generator.prediction=sample"],
+    "lat_v_p422_d128L4": [
+        *LATENT,
+        "generator.prediction=velocity",
+        "transformer.patch_size=[4,2,2]",
+    ],
+    "lat_v_p422_d128L6": [
+        *LATENT,
+        "generator.prediction=velocity",
+        "transformer.patch_size=[4,2,2]",
+        "transformer.num_layers=6",
+    ],
+}
+
+
+def run(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--ae-steps", type=int, default=3000)
+    parser.add_argument("--latent-steps", type=int, default=4000)
+    parser.add_argument("--work", default="runs/sweep")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--extra", action="append", default=[], help="override for all")
+    parser.add_argument("--out", default="sweep.json")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VPT_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    vpt = [sys.executable, "-m", "vpt.cli.main"]
+    started = time.time()
+    ae_dir = work / "autoencoder"
+    ae_command = [
+        *vpt,
+        "train",
+        "autoencoder",
+        "--config",
+        "recipes/shapes_autoencoder.yaml",
+        "--run-dir",
+        str(ae_dir),
+        "--device",
+        args.device,
+        "--set",
+        f"loop.steps={args.ae_steps}",
+    ]
+
+    def launch(name: str, steps: int) -> subprocess.Popen[bytes]:
+        overrides = [o.replace("=AE", f"={ae_dir / 'vae'}") for o in VARIANTS[name]]
+        command = [
+            *vpt,
+            "train",
+            "sft",
+            "--config",
+            "recipes/shapes_sft.yaml",
+            "--run-dir",
+            str(work / name),
+            "--device",
+            args.device,
+            "--set",
+            f"loop.steps={steps}",
+            "--set",
+            f"eval_every={args.eval_every}",
+        ]
+        for override in [*args.extra, *overrides]:
+            command += ["--set", override]
+        return run(command, work / f"{name}.log", env)
+
+    needs_ae = [n for n in args.variants if "autoencoder=AE" in VARIANTS[n]]
+    processes = {n: launch(n, args.steps) for n in args.variants if n not in needs_ae}
+    if needs_ae:
+        subprocess.run(ae_command, check=True, env=env, stdout=subprocess.DEVNULL)
+        processes.update({n: launch(n, args.latent_steps) for n in needs_ae})
+    ae_seconds = time.time() - started
+    codes = {name: process.wait() for name, process in processes.items()}
+    results = {
+        "ae_seconds": round(ae_seconds, 1),
+        "total_seconds": round(time.time() - started),
+        "variants": {},
+    }
+    for name in args.variants:
+        metrics_file = work / name / "metrics.jsonl"
+        lines = (
+            [json.loads(x) for x in metrics_file.read_text().splitlines()]
+            if metrics_file.exists()
+            else []
+        )
+        evals = [x for x in lines if "eval_all_correct" in x]
+        losses = [x for x in lines if "loss" in x]
+        results["variants"][name] = {
+            "exit_code": codes[name],
+            "overrides": VARIANTS[name],
+            "final_loss": losses[-1]["loss"] if losses else None,
+            "cpu_seconds": losses[-1].get("cpu_seconds") if losses else None,
+            "evals": evals,
+        }
+        print(name, codes[name], json.dumps(evals[-1] if evals else {}))
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation against the world's ground truth."""

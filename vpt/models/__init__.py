@@ -1,0 +1,1 @@
+"""Model components: text encoder, video autoencoder, flow-matching transformer."""
