@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,30 @@ def test_wan_pipeline_folder_loads_and_resaves(tmp_path: Path) -> None:
     reloaded = load_generator(tmp_path / "vpt-ckpt").generator
     again = reloaded.generate(["a cat"], [1], generator.config.sampler.__class__(2, 3.0, 2.0))
     np.testing.assert_array_equal(video, again)
+
+
+def test_pixel_space_generator_round_trips(tmp_path: Path) -> None:
+    import torch
+
+    from tests.tiny_models import TINY_TRANSFORMER, minilm
+    from vpt.generator import Generator, GeneratorConfig, SamplerSettings
+    from vpt.models.autoencoder import PixelSpace
+    from vpt.models.text_encoder import TextEncoderConfig
+    from vpt.models.transformer import build_transformer
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(
+        geometry=TINY_GEOMETRY,
+        sampler=SamplerSettings(2, 3.0, 1.0),
+        prediction="sample",
+        text_encoder=TextEncoderConfig(max_length=16),
+    )
+    transformer = build_transformer(replace(TINY_TRANSFORMER, in_channels=3, out_channels=3))
+    generator = Generator(transformer, PixelSpace(), minilm(), config).eval()
+    assert generator.latent_shape() == (3, TINY_GEOMETRY.frames, 16, 16)
+    save_checkpoint(generator, tmp_path / "pix")
+    loaded = load_generator(tmp_path / "pix", text_encoder=generator.text_encoder).generator
+    assert isinstance(loaded.autoencoder, PixelSpace)
+    np.testing.assert_array_equal(
+        generator.generate(["cyan square"], [2]), loaded.generate(["cyan square"], [2])
+    )

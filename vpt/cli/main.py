@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vpt.cli.eval_commands import add_eval_commands
+
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-default"
 
 
@@ -237,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         stage.add_argument("--device", default="cpu", help="torch device (default cpu)")
         stage.set_defaults(func=func)
+    add_eval_commands(commands)
     return parser
 
 
@@ -248,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (UsageError, CheckpointError, ConfigError, FileNotFoundError) as error:
+    except (UsageError, CheckpointError, ConfigError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

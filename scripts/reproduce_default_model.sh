@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Reproduce the shipped default model from scratch on this machine (CPU):
+#   1. train the latent autoencoder on the shapes world   (recipes/shapes_autoencoder.yaml)
+#   2. flow-matching SFT of the Wan transformer over it    (recipes/shapes_sft.yaml)
+#   3. copy the checkpoint to vpt/assets/models/shapes-default
+# Each stage resumes from its run folder if interrupted; re-run the script to continue.
+# VPT_THREADS sets torch threads (default 2 here; use 1 on a loaded machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export VPT_THREADS=${VPT_THREADS:-2} OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
+RUNS=${RUNS:-runs}
+.venv/bin/vpt train autoencoder --config recipes/shapes_autoencoder.yaml --run-dir "$RUNS/autoencoder"
+.venv/bin/vpt train sft --config recipes/shapes_sft.yaml --run-dir "$RUNS/sft" \
+  --set autoencoder="$RUNS/autoencoder/vae"
+rm -rf vpt/assets/models/shapes-default
+mkdir -p vpt/assets/models
+cp -r "$RUNS/sft/checkpoint" vpt/assets/models/shapes-default
+.venv/bin/vpt info vpt/assets/models/shapes-default
