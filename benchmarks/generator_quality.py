@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from vpt.checkpoint import load_generator  # noqa: E402
 from vpt.cli.main import DEFAULT_MODEL  # noqa: E402
+from vpt.config import config_to_dict  # noqa: E402
 from vpt.eval.attributes import evaluate_attributes, held_out_cases  # noqa: E402
 from vpt.world import save_preview_grid  # noqa: E402
 
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/results/generator_quality.json")
     parser.add_argument("--grid", default="docs/images/generator_samples.png")
+    parser.add_argument("--guidance", type=float, help="override the model's default CFG scale")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_generator(args.model)
@@ -55,7 +58,10 @@ def main() -> None:
     cases = held_out_cases(args.prompts, seed=args.seed, register=args.register)
     started = time.perf_counter()
     cpu_started = time.process_time()
-    report = evaluate_attributes(generator, cases)
+    sampler = generator.config.sampler
+    if args.guidance is not None:
+        sampler = replace(sampler, guidance_scale=args.guidance)
+    report = evaluate_attributes(generator, cases, sampler)
     seconds = time.perf_counter() - started
     attributes = {}
     for name in report.asked:
@@ -73,9 +79,7 @@ def main() -> None:
         "register": args.register,
         "prompts": args.prompts,
         "prompt_seed": args.seed,
-        "sampler": vars(generator.config.sampler)
-        if hasattr(generator.config.sampler, "__dict__")
-        else None,
+        "sampler": config_to_dict(sampler),
         "attributes": attributes,
         "all_correct": round(report.all_correct / report.cases, 4),
         "seconds": round(seconds, 1),

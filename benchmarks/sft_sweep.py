@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PIXELS = [
     "autoencoder=pixels",
@@ -120,7 +121,7 @@ def main() -> None:
         processes.update({n: launch(n, args.latent_steps) for n in needs_ae})
     ae_seconds = time.time() - started
     codes = {name: process.wait() for name, process in processes.items()}
-    results = {
+    results: dict[str, Any] = {
         "ae_seconds": round(ae_seconds, 1),
         "total_seconds": round(time.time() - started),
         "variants": {},
