@@ -20,7 +20,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 def test_shipped_recipes_load_and_round_trip() -> None:
     config = load_config_file(SFTConfig, RECIPES / "shapes_sft.yaml")
-    assert config.transformer.patch_size == (2, 2, 2)
+    assert config.transformer.patch_size == (4, 2, 2)
     assert config_from_dict(SFTConfig, config_to_dict(config)) == config
 
 
