@@ -129,3 +129,18 @@ def test_resume_after_interruption_is_bit_exact(autoencoder_dir: Path, tmp_path:
         if "loss" in x
     ]
     assert steps_a == [5, 10, 12] and losses_a == losses_b
+
+
+def test_changed_recipe_refuses_to_reuse_a_run_folder(
+    autoencoder_dir: Path, tmp_path: Path
+) -> None:
+    run_sft(tiny_sft_config(autoencoder_dir, steps=5), tmp_path / "run")
+    saved = (tmp_path / "run" / "config.json").read_text()
+    changed = replace(tiny_sft_config(autoencoder_dir, steps=5), batch_size=4)
+    with pytest.raises(ValueError, match=r"different recipe \(changed: batch_size\)"):
+        run_sft(changed, tmp_path / "run")
+    assert (tmp_path / "run" / "config.json").read_text() == saved
+    # Changing only the loop (e.g. stopping early at the last save) is allowed.
+    loop_only = tiny_sft_config(autoencoder_dir, steps=5)
+    loop_only = replace(loop_only, loop=replace(loop_only.loop, log_every=1))
+    assert run_sft(loop_only, tmp_path / "run") is not None

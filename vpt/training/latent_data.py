@@ -25,7 +25,7 @@ from tqdm import tqdm
 from vpt.config import config_to_dict
 from vpt.generator import uint8_to_pixels
 from vpt.models.autoencoder import PixelSpace, VideoAutoencoder
-from vpt.world import ShapesWorld, WorldConfig
+from vpt.world import Clip, ShapesWorld, WorldConfig
 from vpt.world.splits import is_held_out
 
 
@@ -73,11 +73,9 @@ class LatentDataset:
         return order[position * batch_size : (position + 1) * batch_size]
 
 
-def is_curated(clip: object) -> bool:
+def is_curated(clip: Clip) -> bool:
     """A clip the SFT curation keeps: no defects and a detailed (all-attribute) caption."""
-    defects = clip.defects  # type: ignore[attr-defined]
-    stated = clip.caption_attributes  # type: ignore[attr-defined]
-    return bool(defects.is_clean and stated.is_complete)
+    return clip.defects.is_clean and clip.caption_attributes.is_complete
 
 
 def _cache_key(config: LatentDataConfig, autoencoder_digest: str) -> str:

@@ -107,7 +107,13 @@ def train_loop(
     start_step, cpu_before = 0, 0.0
     saved = load_run_state(run_dir)
     if saved is not None:
-        model.load_state_dict(saved.model, strict=True)
+        try:
+            model.load_state_dict(saved.model, strict=True)
+        except RuntimeError:
+            raise ValueError(
+                f"{run_dir} holds the state of a different model (parameter names or shapes "
+                "differ); use a new run folder"
+            ) from None
         optimizer.load_state_dict(saved.optimizer)
         if ema is not None:
             ema.load_state_dict(saved.ema)

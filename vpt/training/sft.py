@@ -123,6 +123,7 @@ def make_loss_fn(
 def run_sft(config: SFTConfig, run_dir: Path, device: str = "cpu") -> Path | None:
     """Train (or resume) an SFT run; returns the final checkpoint folder, or None if stopped."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    _check_resumable(run_dir / "config.json", config)
     (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
     torch.manual_seed(config.loop.seed)
     generator, parent = build_generator(config, device)
@@ -166,6 +167,24 @@ def run_sft(config: SFTConfig, run_dir: Path, device: str = "cpu") -> Path | Non
         overwrite=True,
     )
     return checkpoint
+
+
+def _check_resumable(saved_file: Path, config: SFTConfig) -> None:
+    """Refuse to continue a run folder that was started with a different recipe.
+
+    Only `loop` (length, cadence, stop_after) may change between invocations: resuming with a
+    shorter `loop.steps` is how a run is stopped early at its last saved state.
+    """
+    if not saved_file.is_file():
+        return
+    saved = json.loads(saved_file.read_text())
+    current = config_to_dict(config)
+    changed = sorted(key for key in current if key != "loop" and saved.get(key) != current[key])
+    if changed:
+        raise ValueError(
+            f"{saved_file.parent} holds a run started with a different recipe (changed: "
+            f"{', '.join(changed)}); use a new --run-dir, or the original config to resume"
+        )
 
 
 def _make_eval_hook(
