@@ -55,6 +55,50 @@ VARIANTS: dict[str, list[str]] = {
     ],
 }
 
+# Second sweep (session 2): the shipped autoencoder (`--ae`), 4x the clips and batch 128, and
+# attention heads of 64 dims (Wan's own head size: its 3-D RoPE gives each spatial axis 20
+# rotary dims instead of 10) at several temporal patch sizes.
+BIG_DATA = ["data.num_clips=48000", "batch_size=128"]
+HEAD64 = ["transformer.attention_head_dim=64"]
+VARIANTS_V2: dict[str, list[str]] = {
+    "b128_h32x4_L6": [*LATENT, *BIG_DATA],
+    "b128_h64x2_L6": [*LATENT, *BIG_DATA, *HEAD64, "transformer.num_attention_heads=2"],
+    "b128_h64x4_L6": [
+        *LATENT,
+        *BIG_DATA,
+        *HEAD64,
+        "transformer.num_attention_heads=4",
+        "transformer.ffn_dim=1024",
+        "optim.lr=5.0e-4",
+    ],
+    "b128_h64x4_L6_p222": [
+        *LATENT,
+        *BIG_DATA,
+        *HEAD64,
+        "transformer.num_attention_heads=4",
+        "transformer.ffn_dim=1024",
+        "optim.lr=5.0e-4",
+        "transformer.patch_size=[2,2,2]",
+    ],
+    "b128_h64x2_L8_p122": [
+        *LATENT,
+        *BIG_DATA,
+        *HEAD64,
+        "transformer.num_attention_heads=2",
+        "transformer.num_layers=8",
+        "transformer.patch_size=[1,2,2]",
+    ],
+}
+# Third sweep: (frame, row, column) coordinate channels on the transformer's input
+# (vpt.models.transformer.append_position_channels) at the shipped size.
+POSITION = ["generator.use_position_channels=true", "transformer.in_channels=11"]
+VARIANTS_V3: dict[str, list[str]] = {
+    "pos_b128_h32x4_L6": [*LATENT, *POSITION, "data.num_clips=24000", "batch_size=128"],
+    "pos_b32_h32x4_L6": [*LATENT, *POSITION],
+}
+VARIANTS.update(VARIANTS_V2)
+VARIANTS.update(VARIANTS_V3)
+
 
 def run(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
@@ -70,8 +114,11 @@ def main() -> None:
     parser.add_argument("--latent-steps", type=int, default=4000)
     parser.add_argument("--work", default="runs/sweep")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--extra", action="append", default=[], help="override for all")
+    parser.add_argument(
+        "--extra", action="append", default=[], help="override for all (applied last)"
+    )
     parser.add_argument("--out", default="sweep.json")
+    parser.add_argument("--ae", default=None, help="use this trained VAE folder, skip training one")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -94,7 +141,8 @@ def main() -> None:
     ]
 
     def launch(name: str, steps: int) -> subprocess.Popen[bytes]:
-        overrides = [o.replace("=AE", f"={ae_dir / 'vae'}") for o in VARIANTS[name]]
+        vae = args.ae or str(ae_dir / "vae")
+        overrides = [o.replace("=AE", f"={vae}") for o in VARIANTS[name]]
         command = [
             *vpt,
             "train",
@@ -110,13 +158,15 @@ def main() -> None:
             "--set",
             f"eval_every={args.eval_every}",
         ]
-        for override in [*args.extra, *overrides]:
+        for override in [*overrides, *args.extra]:
             command += ["--set", override]
         return run(command, work / f"{name}.log", env)
 
     needs_ae = [n for n in args.variants if "autoencoder=AE" in VARIANTS[n]]
     processes = {n: launch(n, args.steps) for n in args.variants if n not in needs_ae}
-    if needs_ae:
+    if needs_ae and args.ae:
+        processes.update({n: launch(n, args.latent_steps) for n in needs_ae})
+    elif needs_ae:
         subprocess.run(ae_command, check=True, env=env, stdout=subprocess.DEVNULL)
         processes.update({n: launch(n, args.latent_steps) for n in needs_ae})
     ae_seconds = time.time() - started

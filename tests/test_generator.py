@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 import vpt.generator as generator_module
-from tests.tiny_models import tiny_generator
-from vpt.generator import SamplerSettings, pixels_to_uint8, uint8_to_pixels
+from tests.tiny_models import TINY_TRANSFORMER, tiny_generator
+from vpt.generator import Generator, SamplerSettings, pixels_to_uint8, uint8_to_pixels
+from vpt.models.transformer import append_position_channels, build_transformer
 
 
 def test_video_depends_on_its_own_seed_not_on_the_batch() -> None:
@@ -46,3 +49,28 @@ def test_bad_sampler_settings_are_rejected() -> None:
 def test_pixel_conversion_round_trips() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 5, 3), dtype=np.uint8)
     np.testing.assert_array_equal(pixels_to_uint8(uint8_to_pixels(frames)), frames)
+
+
+def test_position_channels_give_each_frame_its_coordinate_in_the_whole_clip() -> None:
+    latents = torch.zeros(2, 4, 8, 3, 5)
+    full = append_position_channels(latents)
+    assert full.shape == (2, 7, 8, 3, 5)
+    assert torch.equal(full[:, :4], latents)
+    frame, row, column = full[0, 4], full[0, 5], full[0, 6]
+    assert frame[0].eq(-1).all() and frame[-1].eq(1).all()
+    assert row[:, 0].eq(-1).all() and row[:, -1].eq(1).all()
+    assert column[:, :, 0].eq(-1).all() and column[:, :, -1].eq(1).all()
+    # A later chunk generated on its own gets the coordinates it has in the whole clip.
+    chunk = append_position_channels(latents[:, :, 4:6], frame_offset=4, reference_frames=8)
+    torch.testing.assert_close(chunk, full[:, :, 4:6])
+
+
+def test_position_channels_must_match_the_transformers_input_width() -> None:
+    generator = tiny_generator()
+    config = dataclasses.replace(generator.config, use_position_channels=True)
+    with pytest.raises(ValueError, match=r"set transformer\.in_channels to 7"):
+        Generator(generator.transformer, generator.autoencoder, generator.text_encoder, config)
+    wide = build_transformer(dataclasses.replace(TINY_TRANSFORMER, in_channels=7))
+    positioned = Generator(wide, generator.autoencoder, generator.text_encoder, config).eval()
+    video = positioned.generate(["red circle"], seeds=[0])
+    assert video.shape == (1, 4, 16, 16, 3)

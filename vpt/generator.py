@@ -21,7 +21,7 @@ from torch import Tensor
 
 from vpt.models.autoencoder import PixelSpace, VideoAutoencoder
 from vpt.models.text_encoder import TextEncoder, TextEncoderConfig
-from vpt.models.transformer import Prediction, predict_velocity
+from vpt.models.transformer import POSITION_CHANNELS, Prediction, predict_velocity
 from vpt.sampling import classifier_free_guidance, sample_ode, sampling_sigmas
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
@@ -76,6 +76,9 @@ class GeneratorConfig:
     """Where the text encoder comes from."""
     negative_prompt: str = ""
     """Prompt of the unconditional branch of classifier-free guidance."""
+    use_position_channels: bool = False
+    """Append (frame, row, column) coordinate channels to the transformer's input (its
+    `in_channels` is then the latent channels + 3); see `vpt.models.transformer`."""
 
 
 def pixels_to_uint8(video_BCFHW: Tensor) -> np.ndarray:
@@ -105,6 +108,19 @@ class Generator:
         self.text_encoder = text_encoder
         self.config = config
         self._text_cache: dict[str, Tensor] = {}
+        latent_channels = self.latent_shape()[0]
+        expected = latent_channels + (POSITION_CHANNELS if config.use_position_channels else 0)
+        if transformer.config.in_channels != expected:
+            raise ValueError(
+                f"the transformer takes {transformer.config.in_channels} input channels but the "
+                f"autoencoder gives {latent_channels} latent channels"
+                + (
+                    f" + {POSITION_CHANNELS} position channels"
+                    if config.use_position_channels
+                    else ""
+                )
+                + f" = {expected}; set transformer.in_channels to {expected}"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -135,7 +151,12 @@ class Generator:
     def velocity(self, latents_BCFHW: Tensor, sigma_B: Tensor, text_BLD: Tensor) -> Tensor:
         """One network evaluation, always returning a velocity."""
         return predict_velocity(
-            self.transformer, latents_BCFHW, sigma_B, text_BLD, self.config.prediction
+            self.transformer,
+            latents_BCFHW,
+            sigma_B,
+            text_BLD,
+            self.config.prediction,
+            self.config.use_position_channels,
         )
 
     def guided_velocity_fn(

@@ -7,7 +7,14 @@ checkpoint folder. This module adds only the conventions around it:
   clean sample x0 (JiT-style "x-prediction"); `predict_velocity` always returns a velocity, so
   samplers and losses never see the difference. With x-prediction,
   v = (x_sigma - x0_hat) / sigma, as in Li & He, "Back to Basics: Let Denoising Generative
-  Models Denoise" (2025), eq. 6, with sigma clamped from below for stability.
+  Models Denoise" (2025), eq. 6, with sigma clamped from below for stability;
+- optionally, three coordinate channels (frame, row, column in [-1, 1]) are concatenated to the
+  latent before the patch embedding, as Wan's image-to-video model concatenates its conditioning
+  channels (`in_channels` = latent channels + 3). Wan's 3-D RoPE is relative only, so without
+  them a token cannot know *when* in the clip it is, and a prompt's motion direction (a drift of
+  the object over absolute time) cannot be expressed until sampling noise has broken the
+  symmetry: small shapes-world models then take the direction from the seed and ignore the
+  prompt (docs/generator.md).
 
 Shape legend: B batch, C latent channels, F latent frames, H/W latent height/width,
 L text tokens, D text width.
@@ -25,6 +32,8 @@ from torch import Tensor
 Prediction = Literal["velocity", "sample"]
 TIMESTEP_SCALE = 1000.0
 MIN_SIGMA_FOR_SAMPLE_PREDICTION = 0.05
+POSITION_CHANNELS = 3
+"""Coordinate channels (frame, row, column) appended by `append_position_channels`."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +75,42 @@ def transformer_config_of(model: WanTransformer3DModel) -> TransformerConfig:
     return TransformerConfig(**values)
 
 
+def append_position_channels(
+    latents_BCFHW: Tensor, frame_offset: int = 0, reference_frames: int | None = None
+) -> Tensor:
+    """Latents with (frame, row, column) coordinate channels appended: `(B, C + 3, F, H, W)`.
+
+    Rows and columns span [-1, 1]. Frame `f` of the clip (`frame_offset` + its index here) maps
+    to `-1 + 2 f / (reference_frames - 1)`, so a chunk generated on its own gets the
+    coordinates it has in the whole clip, and frames past `reference_frames` (the training
+    length, default: this clip's length) continue the same line beyond 1.
+    """
+    batch, _, frames, height, width = latents_BCFHW.shape
+    reference = reference_frames if reference_frames is not None else frame_offset + frames
+    device, dtype = latents_BCFHW.device, latents_BCFHW.dtype
+
+    def axis(count: int, offset: int, span: int) -> Tensor:
+        index = torch.arange(offset, offset + count, device=device, dtype=dtype)
+        return index * (2.0 / max(span - 1, 1)) - 1.0
+
+    grid = torch.meshgrid(
+        axis(frames, frame_offset, reference),
+        axis(height, 0, height),
+        axis(width, 0, width),
+        indexing="ij",
+    )
+    coordinates_3FHW = torch.stack(grid)
+    coordinates = coordinates_3FHW.unsqueeze(0).expand(batch, -1, -1, -1, -1)
+    return torch.cat([latents_BCFHW, coordinates], dim=1)
+
+
 def predict_velocity(
     model: WanTransformer3DModel,
     latents_BCFHW: Tensor,
     sigma_B: Tensor,
     text_BLD: Tensor,
     prediction: Prediction = "velocity",
+    use_position_channels: bool = False,
 ) -> Tensor:
     """The network's velocity estimate at noise level `sigma_B` (one value per sample)."""
     if sigma_B.ndim != 1 or sigma_B.shape[0] != latents_BCFHW.shape[0]:
@@ -79,8 +118,9 @@ def predict_velocity(
             f"sigma must have shape ({latents_BCFHW.shape[0]},), got {tuple(sigma_B.shape)}"
         )
     timestep_B = sigma_B.to(latents_BCFHW.dtype) * TIMESTEP_SCALE
+    inputs = append_position_channels(latents_BCFHW) if use_position_channels else latents_BCFHW
     output = model(
-        hidden_states=latents_BCFHW,
+        hidden_states=inputs,
         timestep=timestep_B,
         encoder_hidden_states=text_BLD,
         return_dict=False,

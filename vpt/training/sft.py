@@ -83,11 +83,6 @@ def build_generator(config: SFTConfig, device: str = "cpu") -> tuple[Generator, 
     autoencoder = (
         PixelSpace() if config.autoencoder == PIXELS else load_autoencoder(config.autoencoder)
     )
-    if config.transformer.in_channels != autoencoder.latent_channels:
-        raise ValueError(
-            f"transformer.in_channels={config.transformer.in_channels} but the autoencoder has "
-            f"{autoencoder.latent_channels} latent channels"
-        )
     text_encoder = TextEncoder(config.generator.text_encoder, device)
     if config.transformer.text_dim != text_encoder.dim:
         raise ValueError(
