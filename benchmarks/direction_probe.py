@@ -16,6 +16,7 @@ Two probes of one checkpoint:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -33,15 +34,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="vpt/assets/models/shapes-default")
     parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--guidance", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--out", default="docs/results/direction_probe.json")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("VPT_THREADS", "1")))
     generator = load_generator(args.checkpoint).generator
+    sampler = generator.config.sampler
+    if args.guidance is not None:
+        sampler = dataclasses.replace(sampler, guidance_scale=args.guidance)
     seeds = list(range(args.seeds))
     read: dict[str, list[str]] = {}
     for direction in DIRECTIONS:
         prompt = TEMPLATE.format(color="red", direction=direction)
-        videos = generator.generate([prompt] * len(seeds), seeds=seeds)
+        videos = generator.generate([prompt] * len(seeds), seeds=seeds, sampler=sampler)
         read[direction] = [str(detect(video).attributes.direction) for video in videos]
     per_seed = [[read[d][i] for d in DIRECTIONS] for i in range(len(seeds))]
     correct = sum(read[d][i] == d for d in DIRECTIONS for i in range(len(seeds)))
@@ -69,6 +74,7 @@ def main() -> None:
         "checkpoint": args.checkpoint,
         "template": TEMPLATE,
         "seeds": len(seeds),
+        "guidance_scale": sampler.guidance_scale,
         "direction_read_per_seed": per_seed,
         "direction_accuracy": round(correct / (4 * len(seeds)), 4),
         "seeds_with_same_direction_for_all_four_prompts": same_for_all_prompts,

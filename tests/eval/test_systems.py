@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.tiny_models import TINY_GEOMETRY, tiny_generator
+from vpt.ar_generator import ARGenerator
 from vpt.checkpoint import save_checkpoint
 from vpt.eval.reference_renders import complete_attributes, render_reference
 from vpt.eval.systems import (
@@ -114,3 +115,11 @@ def test_bad_specs_name_the_choices(spec: str, message: str) -> None:
 def test_mismatched_prompts_and_seeds_are_refused() -> None:
     with pytest.raises(ValueError, match="2 prompts and 1 seeds"):
         world_system("clean").generate(PROMPTS[:2], [0])
+
+
+def test_a_distilled_checkpoint_is_evaluated_as_it_is_served_chunk_by_chunk() -> None:
+    (student,) = load_systems(["vpt/assets/models/shapes-distill"])
+    assert isinstance(student, CheckpointSystem)
+    assert isinstance(student.generator, ARGenerator)
+    videos = student.generate(["red circle moving left"], [0])
+    assert videos.shape == (1, 16, 32, 32, 3)

@@ -14,6 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vpt.cli.eval_commands import add_eval_commands
+from vpt.cli.grpo_commands import add_train_grpo_command
+from vpt.cli.reward_commands import (
+    add_export_commands,
+    add_train_rewards_command,
+    run_train_rewards,
+)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "shapes-default"
 
@@ -78,11 +84,23 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     settings(SamplerSettings())  # refuse bad flags before loading anything
     _limit_threads()
-    generator = load_generator(args.model).generator
-    sampler = settings(generator.config.sampler)
-    video = generator.generate([args.prompt], [args.seed], sampler)[0]
+    if _is_distilled_student(args.model):  # a causal few-step student: sample it chunk by chunk
+        from vpt.ar_generator import load_ar_generator
+
+        if args.guidance not in (None, 1.0):
+            raise UsageError("--guidance: a distilled student samples without guidance (use 1)")
+        model = load_ar_generator(args.model)
+        student = model.settings
+        sampler = settings(SamplerSettings(student.num_steps, student.shift, 1.0))
+        video = model.generate([args.prompt], [args.seed], sampler)[0]
+        fps = model.config.geometry.fps
+    else:
+        generator = load_generator(args.model).generator
+        sampler = settings(generator.config.sampler)
+        video = generator.generate([args.prompt], [args.seed], sampler)[0]
+        fps = generator.config.geometry.fps
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_video(video, out, fps=generator.config.geometry.fps)
+    write_video(video, out, fps=fps)
     print(
         json.dumps(
             {
@@ -95,6 +113,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
             }
         )
     )
+
+
+def _is_distilled_student(folder: str) -> bool:
+    from vpt.checkpoint import MANIFEST, CheckpointError, read_manifest
+
+    if not (Path(folder) / MANIFEST).is_file():
+        return False
+    try:
+        return read_manifest(folder).stage == "distill"
+    except CheckpointError:
+        return False  # the loader reports what is wrong with the folder
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -190,6 +219,49 @@ def cmd_train_sft(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_train_distill(args: argparse.Namespace) -> None:
+    from vpt.training.distill import DistillConfig, run_distill
+
+    config = _load_training_config(DistillConfig, args)
+    _limit_threads()
+    checkpoint = run_distill(config, Path(args.run_dir), device=args.device)
+    print(
+        json.dumps(
+            {
+                "out": args.run_dir,
+                "checkpoint": str(checkpoint) if checkpoint else None,
+                "finished": checkpoint is not None,
+            }
+        )
+    )
+
+
+def cmd_train_rewards(args: argparse.Namespace) -> None:
+    from vpt.training.rewards import RewardTrainingConfig
+
+    config = _load_training_config(RewardTrainingConfig, args)
+    _limit_threads()
+    run_train_rewards(config, Path(args.run_dir))
+
+
+def add_plugin_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Subcommands other installed packages register under the `vpt.commands` entry-point group.
+
+    Each entry point names a `register(commands)` function; services (e.g. `serving`:
+    `vpt serve`, `vpt client`) add their commands this way, so the core never imports them.
+    A plugin that fails to load is reported on stderr and left out.
+    """
+    from importlib.metadata import entry_points
+
+    for entry_point in sorted(entry_points(group="vpt.commands"), key=lambda e: e.name):
+        try:
+            register = entry_point.load()
+        except Exception as error:  # a broken optional plugin must not break the core CLI
+            print(f"warning: vpt command plugin {entry_point.name!r}: {error}", file=sys.stderr)
+            continue
+        register(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpt", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,7 +311,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
         stage.add_argument("--device", default="cpu", help="torch device (default cpu)")
         stage.set_defaults(func=func)
+    distill = train_commands.add_parser(
+        "distill", help="distil the model into a causal few-step streaming student"
+    )
+    distill.add_argument(
+        "--recipe", "--config", dest="config", help="YAML recipe (recipes/shapes_distill.yaml)"
+    )
+    distill.add_argument(
+        "--out", "--run-dir", dest="run_dir", required=True, help="folder for state and output"
+    )
+    distill.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
+    distill.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    distill.set_defaults(func=cmd_train_distill)
+    add_train_rewards_command(train_commands, cmd_train_rewards)
+    add_train_grpo_command(train_commands)
     add_eval_commands(commands)
+    add_export_commands(commands)
+    add_plugin_commands(commands)
     return parser
 
 

@@ -27,6 +27,7 @@ from typing import Literal, Protocol, cast, get_args
 
 import numpy as np
 
+from vpt.ar_generator import DISTILL_STAGE, ARGenerator, load_ar_generator
 from vpt.checkpoint import load_generator
 from vpt.eval.reference_renders import render_reference, sample_raw_defects, strongest_defects
 from vpt.generator import Generator, SamplerSettings, VideoGeometry
@@ -70,8 +71,8 @@ class SystemSpec:
 class CheckpointSystem:
     """A generator from a checkpoint, sampled with its own defaults unless `sampler` is set."""
 
-    generator: Generator
-    """The model."""
+    generator: Generator | ARGenerator
+    """The model (a distilled student samples chunk by chunk, as it is served)."""
     name: str
     """How reports name it (its checkpoint path)."""
     sampler: SamplerSettings | None = None
@@ -180,7 +181,9 @@ def load_systems(specs: Sequence[str | SystemSpec]) -> list[System]:
     checkpoints: dict[int, CheckpointSystem] = {}
     for index, spec in enumerate(parsed):
         if spec.checkpoint is not None:
-            generator = load_generator(spec.checkpoint).generator
+            loaded = load_generator(spec.checkpoint)
+            is_student = loaded.manifest is not None and loaded.manifest.stage == DISTILL_STAGE
+            generator = load_ar_generator(spec.checkpoint) if is_student else loaded.generator
             checkpoints[index] = CheckpointSystem(generator, name=spec.text)
     geometry = next((c.generator.config.geometry for c in checkpoints.values()), None)
     systems: list[System] = []

@@ -5,7 +5,10 @@ Three codecs sit behind one interface:
   (pixel-space diffusion, as in JiT, Li & He 2025). The shapes world's default: a tiny learned
   autoencoder converged too slowly on a CPU to keep object colour and shape intact;
 - `AutoencoderKL` (2D), applied frame by frame: the shapes world's small autoencoder, trained by
-  vpt (`vpt.training.autoencoder`) so the transformer works on few latent tokens;
+  vpt (`vpt.training.autoencoder`) so the transformer works on few latent tokens. It may also
+  take a group of k consecutive frames stacked as 3k channels (`frames_per_latent`), which
+  compresses time k-fold and puts each group's motion inside its latent frame; latent frames
+  still decode independently, so chunked (streaming) decoding works unchanged;
 - `AutoencoderKLWan` (causal 3D, 4x temporal and 8x spatial compression): what a real Wan2.1
   checkpoint brings.
 
@@ -41,6 +44,8 @@ class FrameAutoencoderConfig:
     """Group-norm groups (must divide every width)."""
     use_mid_attention: bool = False
     """Self-attention in the bottleneck (costly and unnecessary at tiny sizes)."""
+    frames_per_latent: int = 1
+    """Consecutive frames encoded together (stacked as channels) into one latent frame."""
 
     @property
     def spatial_factor(self) -> int:
@@ -50,9 +55,11 @@ class FrameAutoencoderConfig:
 def build_frame_autoencoder(config: FrameAutoencoderConfig) -> AutoencoderKL:
     """A fresh `AutoencoderKL` at the given tiny config (random weights, unit latent stats)."""
     stages = len(config.block_out_channels)
+    if config.frames_per_latent < 1:
+        raise ValueError(f"frames_per_latent must be >= 1, got {config.frames_per_latent}")
     return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
+        in_channels=3 * config.frames_per_latent,
+        out_channels=3 * config.frames_per_latent,
         down_block_types=("DownEncoderBlock2D",) * stages,
         up_block_types=("UpDecoderBlock2D",) * stages,
         block_out_channels=config.block_out_channels,
@@ -133,7 +140,9 @@ class VideoAutoencoder(nn.Module):
 
     @property
     def temporal_factor(self) -> int:
-        return 1 if self.is_per_frame else int(self.model.config.scale_factor_temporal or 4)
+        if self.is_per_frame:
+            return int(self.model.config.in_channels) // 3
+        return int(self.model.config.scale_factor_temporal or 4)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """`(c, f, h, w)` of the latent of a `frames x height x width` video."""
@@ -143,7 +152,12 @@ class VideoAutoencoder(nn.Module):
                 f"factor {self.spatial_factor}"
             )
         if self.is_per_frame:
-            latent_frames = frames
+            if frames % self.temporal_factor:
+                raise ValueError(
+                    f"{frames} frames: this autoencoder encodes groups of "
+                    f"{self.temporal_factor} frames; use a multiple of {self.temporal_factor}"
+                )
+            latent_frames = frames // self.temporal_factor
         else:
             if (frames - 1) % self.temporal_factor:
                 raise ValueError(
@@ -169,10 +183,11 @@ class VideoAutoencoder(nn.Module):
         """Un-normalised latents (posterior mode, or a posterior sample when `sample`)."""
         if self.is_per_frame:
             batch, _, frames, _, _ = video_BCFHW.shape
-            images = video_BCFHW.transpose(1, 2).flatten(0, 1)
-            dist = self.model.encode(images).latent_dist
+            self.latent_shape(frames, *video_BCFHW.shape[-2:])  # checks the frame count
+            groups = frames // self.temporal_factor
+            dist = self.model.encode(self._stack_groups(video_BCFHW)).latent_dist
             latents = dist.sample() if sample else dist.mode()
-            return latents.unflatten(0, (batch, frames)).transpose(1, 2)
+            return latents.unflatten(0, (batch, groups)).transpose(1, 2)
         dist = self.model.encode(video_BCFHW).latent_dist
         return dist.sample() if sample else dist.mode()
 
@@ -184,10 +199,24 @@ class VideoAutoencoder(nn.Module):
         """Pixels in about [-1, 1] from normalised latents."""
         raw = self._denormalise(latents_BCFHW)
         if self.is_per_frame:
-            batch, _, frames, _, _ = raw.shape
+            batch, _, groups, _, _ = raw.shape
             images = self.model.decode(raw.transpose(1, 2).flatten(0, 1)).sample
-            return images.unflatten(0, (batch, frames)).transpose(1, 2)
+            return self._unstack_groups(images, batch, groups)
         return self.model.decode(raw).sample
+
+    def _stack_groups(self, video_BCFHW: Tensor) -> Tensor:
+        """`(B, 3, F, H, W)` -> `(B * F/k, k * 3, H, W)`: each group of k frames as one image."""
+        batch, channels, frames, height, width = video_BCFHW.shape
+        k = self.temporal_factor
+        grouped = video_BCFHW.reshape(batch, channels, frames // k, k, height, width)
+        return grouped.permute(0, 2, 3, 1, 4, 5).reshape(-1, k * channels, height, width)
+
+    def _unstack_groups(self, images_NCHW: Tensor, batch: int, groups: int) -> Tensor:
+        """Inverse of `_stack_groups`: `(B * G, k * 3, H, W)` -> `(B, 3, G * k, H, W)`."""
+        k = self.temporal_factor
+        height, width = images_NCHW.shape[-2:]
+        grouped = images_NCHW.reshape(batch, groups, k, -1, height, width)
+        return grouped.permute(0, 3, 1, 2, 4, 5).reshape(batch, -1, groups * k, height, width)
 
     def set_latent_statistics(self, mean_C: Tensor, std_C: Tensor) -> None:
         """Store per-channel latent statistics (in the buffers and the saved config)."""

@@ -59,15 +59,23 @@ class AutoencoderTrainingConfig:
 def _frame_batch(
     world: ShapesWorld, config: AutoencoderTrainingConfig, step: int, generator: torch.Generator
 ) -> Tensor:
-    """`(N, 3, H, W)` frames in [-1, 1] for `step` (clips are a function of the step)."""
+    """`(N, 3 * g, H, W)` frames in [-1, 1] for `step` (clips are a function of the step).
+
+    Each of `frames_per_clip` picks is a random run of g = `model.frames_per_latent`
+    consecutive frames (one frame when g = 1), stacked frame-major as channels."""
     first = step * config.clips_per_step
     clips = np.stack([world[first + i].frames for i in range(config.clips_per_step)])
+    group = config.model.frames_per_latent
     frames = clips.shape[1]
-    picks = torch.randint(
-        0, frames, (config.clips_per_step, config.frames_per_clip), generator=generator
-    )
-    chosen = clips[np.arange(config.clips_per_step)[:, None], picks.numpy()]
-    return uint8_to_pixels(chosen).transpose(1, 2).flatten(0, 1)  # (B*k, 3, H, W)
+    if frames < group:
+        raise ValueError(f"clips of {frames} frames are shorter than a group of {group}")
+    starts = torch.randint(
+        0, frames - group + 1, (config.clips_per_step, config.frames_per_clip), generator=generator
+    ).numpy()
+    picks = starts[:, :, None] + np.arange(group)  # (clips, picks, group)
+    chosen = clips[np.arange(config.clips_per_step)[:, None, None], picks]  # (c, p, g, H, W, 3)
+    pixels = uint8_to_pixels(chosen.reshape(-1, group, *clips.shape[2:]))  # (N, 3, g, H, W)
+    return pixels.transpose(1, 2).flatten(1, 2)  # frame-major channels, as _stack_groups
 
 
 @torch.no_grad()
