@@ -23,13 +23,13 @@ import numpy as np
 BOOTSTRAP_SAMPLES = 2000
 
 
-def read_rewards(run_dir: Path) -> dict[int, float]:
-    """Step -> mean training reward of that step's rollouts."""
+def read_rewards(run_dir: Path, key: str = "reward") -> dict[int, float]:
+    """Step -> mean training reward (`key`: the sum, or one `reward_<name>`) of its rollouts."""
     rewards = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if "reward" in record:
-            rewards[int(record["step"])] = float(record["reward"])
+        if key in record:
+            rewards[int(record["step"])] = float(record[key])
     return rewards
 
 
@@ -51,12 +51,15 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="GRPO run folders")
     parser.add_argument("--baseline", required=True, help="the same recipe with optim.lr=0")
     parser.add_argument("--block", type=int, default=10, help="steps per block")
+    parser.add_argument(
+        "--key", default="reward", help="metric: reward (the sum) or reward_<name> for one reward"
+    )
     parser.add_argument("--out", default="docs/results/grpo_training_curves.json")
     args = parser.parse_args()
-    baseline = read_rewards(Path(args.baseline))
-    result: dict[str, Any] = {"baseline": args.baseline, "runs": {}}
+    baseline = read_rewards(Path(args.baseline), args.key)
+    result: dict[str, Any] = {"baseline": args.baseline, "metric": args.key, "runs": {}}
     for run in args.runs:
-        rewards = read_rewards(Path(run))
+        rewards = read_rewards(Path(run), args.key)
         steps = sorted(set(rewards) & set(baseline))
         if not steps:
             raise SystemExit(f"{run} and the baseline share no logged step")
