@@ -98,23 +98,11 @@ def cmd_enhance(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import yaml
-
     from enhancer.sft import EnhancerSFTConfig, run_enhancer_sft
-    from vpt.config import ConfigError, apply_overrides, config_from_dict
+    from vpt.config import ConfigError, load_config
 
-    data: dict[str, object] = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UsageError(f"--config {path}: no such file")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise UsageError(f"--config {path}: the top level must be a mapping")
     try:
-        config = config_from_dict(
-            EnhancerSFTConfig, apply_overrides(data, args.set or []), where="config"
-        )
+        config = load_config(EnhancerSFTConfig, args.config, args.set or [])
     except ConfigError as error:
         raise UsageError(str(error)) from None
     _limit_threads()

@@ -11,6 +11,7 @@ from vpt.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    load_config,
     load_config_file,
 )
 from vpt.training.sft import SFTConfig
@@ -53,3 +54,13 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config_file(SFTConfig, bad)
+
+
+def test_load_config_applies_overrides_to_a_file_or_to_the_defaults(tmp_path: Path) -> None:
+    config = load_config(SFTConfig, RECIPES / "shapes_sft.yaml", ["loop.steps=7"])
+    assert config.loop.steps == 7 and config.transformer.patch_size == (4, 2, 2)
+    assert load_config(SFTConfig, None, ["batch_size=3"]).batch_size == 3
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(SFTConfig, tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"config\.loop\.steps"):
+        load_config(SFTConfig, None, ["loop.steps=many"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -130,6 +131,25 @@ def load_config_file(cls: type[T], path: str | Path) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping")
     return config_from_dict(cls, data, where=file.name)
+
+
+def load_config(
+    cls: type[T], path: str | Path | None, overrides: Sequence[str] = (), where: str = "config"
+) -> T:
+    """A recipe file (or defaults when `path` is None) with `dotted.key=value` overrides applied,
+    read into dataclass `cls`; errors name the dotted path under `where`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file}: no such file")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file}: not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+    return config_from_dict(cls, apply_overrides(data, list(overrides)), where=where)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -43,23 +43,10 @@ def add_train_grpo_command(train_commands: Any) -> None:
 
 def load_grpo_config(recipe: str | None, overrides: list[str]) -> Any:
     """The recipe file with `--set` overrides applied, as a checked `GRPOConfig`."""
-    import yaml
-
-    from vpt.config import ConfigError, apply_overrides, config_from_dict
+    from vpt.config import load_config
     from vpt.training.grpo_config import GRPOConfig
 
-    data: dict[str, Any] = {}
-    if recipe:
-        path = Path(recipe)
-        if not path.is_file():
-            raise ConfigError(f"--recipe {path}: no such file")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--recipe {path}: not valid YAML: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"--recipe {path}: the top level must be a mapping")
-    return config_from_dict(GRPOConfig, apply_overrides(data, overrides), where="recipe")
+    return load_config(GRPOConfig, recipe, overrides, where="recipe")
 
 
 def cmd_train_grpo(args: argparse.Namespace) -> None:

@@ -175,20 +175,10 @@ def cmd_world_vocabulary(args: argparse.Namespace) -> None:
 
 
 def _load_training_config(cls: type, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    import yaml
+    from vpt.config import ConfigError, load_config
 
-    from vpt.config import ConfigError, apply_overrides, config_from_dict
-
-    data: dict[str, object] = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UsageError(f"--config {path}: no such file")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise UsageError(f"--config {path}: the top level must be a mapping")
     try:
-        return config_from_dict(cls, apply_overrides(data, args.set or []), where="config")
+        return load_config(cls, args.config, args.set or [])
     except ConfigError as error:
         raise UsageError(str(error)) from None
 
