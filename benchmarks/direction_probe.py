@@ -55,6 +55,18 @@ def main() -> None:
     prompts = [TEMPLATE.format(color="red", direction=d) for d in DIRECTIONS]
     prompts.append(TEMPLATE.format(color="blue", direction="left"))
     text = generator.encode_prompts(prompts)
+    norms = text[0].norm(dim=-1).clamp(min=1e-6)
+
+    def token_change(i: int) -> float:
+        """Largest relative change of one token's state (the swapped word's) vs prompt 0."""
+        return round(float(((text[i] - text[0]).norm(dim=-1) / norms).max()), 4)
+
+    token_state_change = {
+        "left->right": token_change(1),
+        "left->up": token_change(2),
+        "left->down": token_change(3),
+        "red->blue": token_change(4),
+    }
     latents = torch.randn(
         (1, *generator.latent_shape()), generator=torch.Generator().manual_seed(0)
     )
@@ -79,6 +91,7 @@ def main() -> None:
         "direction_accuracy": round(correct / (4 * len(seeds)), 4),
         "seeds_with_same_direction_for_all_four_prompts": same_for_all_prompts,
         "relative_velocity_change": velocity_change,
+        "relative_token_state_change": token_state_change,
     }
     print(json.dumps({k: v for k, v in result.items() if k != "direction_read_per_seed"}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
