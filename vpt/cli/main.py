@@ -192,21 +192,25 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> None:
     print(json.dumps({"run_dir": args.run_dir, "vae": str(Path(args.run_dir) / "vae")}))
 
 
-def cmd_train_sft(args: argparse.Namespace) -> None:
-    from vpt.training.sft import SFTConfig, run_sft
-
-    config = _load_training_config(SFTConfig, args)
-    _limit_threads()
-    checkpoint = run_sft(config, Path(args.run_dir), device=args.device)
+def _print_run_result(run_dir: str, checkpoint: Path | None) -> None:
+    """One JSON line: the run folder, its final checkpoint, and whether it finished."""
     print(
         json.dumps(
             {
-                "run_dir": args.run_dir,
+                "run_dir": run_dir,
                 "checkpoint": str(checkpoint) if checkpoint else None,
                 "finished": checkpoint is not None,
             }
         )
     )
+
+
+def cmd_train_sft(args: argparse.Namespace) -> None:
+    from vpt.training.sft import SFTConfig, run_sft
+
+    config = _load_training_config(SFTConfig, args)
+    _limit_threads()
+    _print_run_result(args.run_dir, run_sft(config, Path(args.run_dir), device=args.device))
 
 
 def cmd_train_distill(args: argparse.Namespace) -> None:
@@ -214,16 +218,7 @@ def cmd_train_distill(args: argparse.Namespace) -> None:
 
     config = _load_training_config(DistillConfig, args)
     _limit_threads()
-    checkpoint = run_distill(config, Path(args.run_dir), device=args.device)
-    print(
-        json.dumps(
-            {
-                "out": args.run_dir,
-                "checkpoint": str(checkpoint) if checkpoint else None,
-                "finished": checkpoint is not None,
-            }
-        )
-    )
+    _print_run_result(args.run_dir, run_distill(config, Path(args.run_dir), device=args.device))
 
 
 def cmd_train_rewards(args: argparse.Namespace) -> None:
