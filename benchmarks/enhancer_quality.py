@@ -70,6 +70,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--out", default=str(ROOT / "docs/results/enhancer_quality.json"))
+    parser.add_argument("--name", default="sft", help="how the results name the adapter")
+    parser.add_argument(
+        "--no-base", action="store_true", help="skip the untrained model (measured before)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("VPT_THREADS", "1")))
     prompt_set = load_prompt_set(args.prompts)
@@ -84,7 +88,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "systems": {},
     }
-    for name, adapter in (("base", None), ("sft", args.adapter)):
+    systems = [("base", None)] if not args.no_base else []
+    for name, adapter in [*systems, (args.name, args.adapter)]:
         backend = EmbeddedBackend.load(args.base_model, adapter, settings)
         started = time.monotonic()
         report = evaluate_intent(PromptEnhancer(backend, config), prompts, args.batch_size)

@@ -2,7 +2,7 @@
 
 - `convert`: one-time GGUF -> safetensors conversion of the base LLM (cached).
 - `enhance`: rewrite prompts with the embedded or vLLM backend; prints one JSON line each.
-- `train`: stage-1 LoRA SFT.
+- `train`: stage-1 LoRA SFT, or `--stage grpo`: stage-2 GRPO with the video rewards.
 
 The same commands are `vpt enhancer ...` (and `vpt train enhancer`) through the vpt CLI's
 `vpt.commands` entry points, so the core package never imports the enhancer.
@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 
 class UsageError(ValueError):
@@ -98,15 +99,24 @@ def cmd_enhance(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from enhancer.grpo import EnhancerGRPOConfig, run_enhancer_grpo
     from enhancer.sft import EnhancerSFTConfig, run_enhancer_sft
     from vpt.config import ConfigError, load_config
 
+    overrides = args.set or []
     try:
-        config = load_config(EnhancerSFTConfig, args.config, args.set or [])
+        config: EnhancerGRPOConfig | EnhancerSFTConfig = (
+            load_config(EnhancerGRPOConfig, args.config, overrides)
+            if args.stage == "grpo"
+            else load_config(EnhancerSFTConfig, args.config, overrides)
+        )
     except ConfigError as error:
         raise UsageError(str(error)) from None
     _limit_threads()
-    result = run_enhancer_sft(config, Path(args.run_dir))
+    if isinstance(config, EnhancerGRPOConfig):
+        result: Any = run_enhancer_grpo(config, Path(args.run_dir))
+    else:
+        result = run_enhancer_sft(config, Path(args.run_dir))
     print(
         json.dumps(
             {
@@ -122,7 +132,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of the training command (shared with `vpt train enhancer`)."""
-    parser.add_argument("--config", help="YAML recipe (e.g. recipes/enhancer_sft.yaml)")
+    parser.add_argument(
+        "--stage",
+        choices=("sft", "grpo"),
+        default="sft",
+        help="sft: stage 1 (LoRA SFT); grpo: stage 2 (GRPO with the video rewards)",
+    )
+    parser.add_argument(
+        "--config", help="YAML recipe (recipes/enhancer_sft.yaml, recipes/enhancer_grpo.yaml)"
+    )
     parser.add_argument("--run-dir", required=True, help="folder for state, metrics, adapter")
     parser.add_argument(
         "--set",
@@ -155,7 +173,7 @@ def add_enhancer_commands(commands: argparse._SubParsersAction) -> None:  # type
     enhance.add_argument("--timeout", type=float, default=10.0, help="seconds before fallback")
     enhance.set_defaults(func=_user_errors(cmd_enhance))
 
-    train = commands.add_parser("train", help="LoRA SFT of the enhancer (stage 1)")
+    train = commands.add_parser("train", help="train the enhancer: SFT (stage 1) or GRPO (2)")
     add_train_arguments(train)
 
 
@@ -175,7 +193,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         a for a in getattr(train, "_actions", []) if isinstance(a, argparse._SubParsersAction)
     ]
     if groups:
-        stage = groups[0].add_parser("enhancer", help="LoRA SFT of the prompt enhancer (stage 1)")
+        stage = groups[0].add_parser(
+            "enhancer", help="train the prompt enhancer: --stage sft (default) or grpo"
+        )
         add_train_arguments(stage)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from enhancer.base_model import ensure_base_model
-from enhancer.chat import chat_messages
 from enhancer.prompt_enhancer import BackendError, BackendTimeoutError, GenerationSettings
+from vpt.prompt_rewriting import chat_messages
 
 
 def load_tokenizer(model_dir: str | Path) -> Any:

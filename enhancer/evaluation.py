@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enhancer.intent import RewriteLimits, check_intent, format_problem
 from enhancer.prompt_enhancer import EnhancedPrompt, PromptEnhancer
+from vpt.prompt_rewriting import RewriteLimits, check_intent, format_problem
 from vpt.world import parse_prompt
 
 

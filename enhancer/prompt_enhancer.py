@@ -1,7 +1,7 @@
 """`PromptEnhancer`: the one interface the rest of the system uses to rewrite a user's prompt.
 
 A backend (embedded transformers + peft, or a vLLM OpenAI-compatible server) proposes a rewrite;
-the enhancer cleans it, checks format limits and intent preservation (`enhancer.intent`), and
+the enhancer cleans it, checks format limits and intent preservation (`vpt.prompt_rewriting`), and
 falls back to the user's own prompt when the backend fails, times out or the rewrite is rejected.
 It never raises for a backend problem: the caller always gets a prompt to generate from, and
 `EnhancedPrompt` says what happened.
@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from enhancer.chat import validate_prompt
-from enhancer.intent import RewriteLimits, check_rewrite
+from vpt.prompt_rewriting import RewriteLimits, check_rewrite, validate_prompt
 
 
 class BackendError(RuntimeError):

@@ -34,10 +34,10 @@ import torch
 from torch import Tensor, nn
 
 from enhancer.base_model import ensure_base_model
-from enhancer.chat import chat_messages
 from enhancer.embedded import load_causal_lm, load_tokenizer
 from vpt.checkpoint import MANIFEST, Manifest, sha256_file
 from vpt.config import config_to_dict
+from vpt.prompt_rewriting import chat_messages
 from vpt.training.loop import LoopConfig, OptimConfig, train_loop
 from vpt.world import Attributes, short_caption
 from vpt.world.captions import DETAILED_TEMPLATES
@@ -299,8 +299,12 @@ def save_adapter(
     recipe: dict[str, Any],
     steps: int,
     metrics: dict[str, Any],
+    *,
+    stage: str = "enhancer-sft",
+    parent: str | None = None,
 ) -> Path:
-    """Save the peft adapter with a vpt manifest (sha256 of every file), atomically."""
+    """Save the peft adapter with a vpt manifest (sha256 of every file), atomically; the
+    manifest's parent is `parent` (default: the base model folder)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -315,8 +319,8 @@ def save_adapter(
         }
         manifest = Manifest(
             version=version,
-            parent=str(base),
-            stage="enhancer-sft",
+            parent=parent or str(base),
+            stage=stage,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             recipe=recipe,
             data_seed=int(recipe.get("data_seed", 0)),

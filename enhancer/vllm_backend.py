@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 
-from enhancer.chat import chat_messages
 from enhancer.prompt_enhancer import (
     BackendError,
     BackendTimeoutError,
     GenerationSettings,
     VLLMEndpoint,
 )
+from vpt.prompt_rewriting import chat_messages
 
 MAX_CONCURRENT = 16
 """Most requests in flight from one rewrite call."""

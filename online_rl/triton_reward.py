@@ -1,9 +1,10 @@
 """The Triton backend of the learned rewards: a `Reward` that calls Triton over gRPC.
 
 `TritonReward` sends the same tensors the in-process ONNX backend feeds onnxruntime (raw uint8
-videos, and for text alignment the MiniLM sentence embeddings computed here in-process) to the
-model of the same name on a Triton Inference Server (`vpt export rewards` writes its model
-repository), so both backends give the same scores.
+videos, and for text alignment what the model's inputs name, computed here in-process by MiniLM:
+the sentence embeddings, or the token states and their mask) to the model of the same name on a
+Triton Inference Server (`vpt export rewards` writes its model repository), so both backends
+give the same scores.
 
 Every call has a deadline (`timeout_s`). A call that times out or finds the server unavailable
 (gRPC DEADLINE_EXCEEDED, UNAVAILABLE, RESOURCE_EXHAUSTED) is retried up to `max_retries` times,
@@ -23,9 +24,20 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from vpt.rewards import check_reward_inputs
-from vpt.rewards.learned import PromptEmbedder, check_video_geometry, shared_prompt_embedder
-from vpt.rewards.networks import ClipEncoderConfig
-from vpt.rewards.onnx_export import SCORES_OUTPUT, TEXT_INPUT, VIDEO_INPUT
+from vpt.rewards.learned import (
+    PromptEmbedder,
+    check_video_geometry,
+    prompt_inputs,
+    shared_prompt_embedder,
+)
+from vpt.rewards.networks import ClipEncoderConfig, TextPooling
+from vpt.rewards.onnx_export import (
+    SCORES_OUTPUT,
+    TEXT_INPUT,
+    TEXT_MASK_INPUT,
+    TEXT_TOKENS_INPUT,
+    VIDEO_INPUT,
+)
 from vpt.rewards.reward_set import (
     RewardName,
     RewardSet,
@@ -73,8 +85,17 @@ class TritonReward:
             )
         frames, height, width = inputs[VIDEO_INPUT][1:4]
         self.geometry = ClipEncoderConfig(frames=frames, height=height, width=width)
-        self.uses_text = TEXT_INPUT in inputs
+        self.pooling: TextPooling | None = None
+        self.text_tokens = 0
+        if TEXT_INPUT in inputs:
+            self.pooling = TextPooling.MEAN
+        elif TEXT_TOKENS_INPUT in inputs and TEXT_MASK_INPUT in inputs:
+            self.pooling = TextPooling.ATTENTION
+            self.text_tokens = int(inputs[TEXT_TOKENS_INPUT][1])
+        self.uses_text = self.pooling is not None
         self.embedder = (embedder or shared_prompt_embedder()) if self.uses_text else None
+        wire_types = {tensor.name: tensor.datatype for tensor in metadata.inputs}
+        self.wire_types = {name: wire_types[name] for name in inputs}
 
     def score(self, videos_BFHWC: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
         """float32 `(B,)` scores from the server; same contract as the in-process backends."""
@@ -82,17 +103,19 @@ class TritonReward:
         check_video_geometry(self.name, videos_BFHWC, self.geometry)
         if len(prompts) == 0:
             return np.zeros(0, dtype=np.float32)
-        text_BT = self.embedder.embed(prompts) if self.embedder is not None else None
+        text: dict[str, np.ndarray] = {}
+        if self.embedder is not None and self.pooling is not None:
+            text = prompt_inputs(self.embedder, self.pooling, prompts, self.text_tokens)
         scores = []
         for start in range(0, len(prompts), SCORE_BATCH):
             chunk = slice(start, start + SCORE_BATCH)
             video = np.ascontiguousarray(videos_BFHWC[chunk])
-            inputs = [grpcclient.InferInput(VIDEO_INPUT, list(video.shape), "UINT8")]
-            inputs[0].set_data_from_numpy(video)
-            if text_BT is not None:
-                text = np.ascontiguousarray(text_BT[chunk], dtype=np.float32)
-                inputs.append(grpcclient.InferInput(TEXT_INPUT, list(text.shape), "FP32"))
-                inputs[1].set_data_from_numpy(text)
+            feeds = {VIDEO_INPUT: video, **{name: value[chunk] for name, value in text.items()}}
+            inputs = []
+            for name, value in feeds.items():
+                tensor = grpcclient.InferInput(name, list(value.shape), self.wire_types[name])
+                tensor.set_data_from_numpy(np.ascontiguousarray(value))
+                inputs.append(tensor)
             result = self._call(f"score {len(video)} videos", self._infer_call(inputs))
             chunk_scores = result.as_numpy(SCORES_OUTPUT)
             if chunk_scores is None or chunk_scores.size != len(video):

@@ -76,6 +76,8 @@ def _run_client(func: Any, args: argparse.Namespace) -> None:
 
 def cmd_client_generate(args: argparse.Namespace) -> None:
     def run(args: argparse.Namespace) -> None:
+        from serving.protos import types_pb
+
         with _client(args) as client:
             chunks = 0
 
@@ -105,7 +107,11 @@ def cmd_client_generate(args: argparse.Namespace) -> None:
                         "generation_id": result.generation_id,
                         "model_version": result.model_version,
                         "seed": result.seed,
+                        "prompt": result.started.prompt,
                         "effective_prompt": result.started.effective_prompt,
+                        "prompt_enhancement": types_pb.PromptEnhancementResult.Name(
+                            result.started.prompt_enhancement_result
+                        ),
                         "chunks": chunks,
                         "frames": result.completed.total_frames,
                         "artifact_uri": result.completed.artifact_uri,

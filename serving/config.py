@@ -3,11 +3,12 @@
 Every field has a type, a default and a docstring; `load_serve_config` names the dotted path of
 a bad key (`admission.max_queue: expected int, got 'ten'`) and `ServeConfig.validate` checks
 ranges. API keys are never in the file: `server.api_keys_env` names the environment variable
-that holds them (comma-separated).
+that holds them (comma-separated), and `enhancement.openai.api_key_env` the enhancer server's.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from vpt.config import ConfigError, apply_overrides, config_from_dict
+from vpt.prompt_rewriting import RewriteLimits
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "vpt" / "assets" / "models"
 SHIPPED_MODEL = SHIPPED_MODEL / "shapes-default"
@@ -95,16 +97,48 @@ class EventConfig:
 
 
 @dataclass(frozen=True)
+class OpenAIEnhancerConfig:
+    """An OpenAI-compatible chat-completions server (vLLM) serving the enhancer LLM."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """API root including the version; requests go to `{base_url}/chat/completions`."""
+    base_url_env: str = "VPT_ENHANCER_URL"
+    """Environment variable that, when set and non-empty, replaces `base_url` (the endpoint of
+    a deployment comes from its environment)."""
+    model: str = "smollm2"
+    """`model` of each request: the served base model name, or the versioned name of a LoRA
+    adapter loaded on the server (`enhancer-v3`)."""
+    api_key_env: str = "VPT_ENHANCER_API_KEY"
+    """Environment variable holding the server's API key (vLLM `--api-key`); unset = none."""
+    max_tokens: int = 64
+    """Most tokens generated per rewrite."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 decodes greedily (the same rewrite for the same prompt)."""
+    timeout_seconds: float = 2.0
+    """HTTP timeout of one request; past it the user's prompt is used (result `timeout`)."""
+
+    def resolved_base_url(self) -> str:
+        """`base_url`, or the value of `base_url_env` when that is set."""
+        from_env = os.environ.get(self.base_url_env, "").strip() if self.base_url_env else ""
+        return from_env or self.base_url
+
+
+@dataclass(frozen=True)
 class EnhancementConfig:
     """The prompt-enhancer hook in front of the generator."""
 
-    backend: Literal["none", "identity"] = "none"
+    backend: Literal["none", "identity", "openai"] = "none"
     """`none`: no enhancer (requests asking for one get the user's prompt); `identity`: a
-    local stand-in that returns the prompt unchanged (for wiring tests)."""
+    local stand-in that returns the prompt unchanged (for wiring tests); `openai`: an
+    OpenAI-compatible server (vLLM) rewrites it, configured in `openai`."""
     timeout_seconds: float = 2.0
-    """Past this the user's prompt is used."""
+    """Whole budget of the enhance step; past it the user's prompt is used."""
     is_default_enabled: bool = False
     """Whether requests that do not say get enhanced."""
+    openai: OpenAIEnhancerConfig = field(default_factory=OpenAIEnhancerConfig)
+    """The server the `openai` backend asks."""
+    limits: RewriteLimits = field(default_factory=RewriteLimits)
+    """Length limits of an accepted rewrite (it must also keep every attribute the user gave)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +188,8 @@ class ServeConfig:
             problems.append("events.timeout_seconds: must be in (0, 600]")
         if not 0 < self.enhancement.timeout_seconds <= 600:
             problems.append("enhancement.timeout_seconds: must be in (0, 600]")
+        if self.enhancement.backend == "openai":
+            problems += openai_problems(self.enhancement.openai)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -162,6 +198,32 @@ class ServeConfig:
         if "://" in path or Path(path).is_absolute():
             return path
         return str(Path(self.state_dir) / path)
+
+
+def openai_problems(openai: OpenAIEnhancerConfig) -> list[str]:
+    """What is wrong with the `enhancement.openai` section (with the environment applied)."""
+    problems = []
+    url = openai.resolved_base_url()
+    if not url.startswith(("http://", "https://")):
+        source = "enhancement.openai.base_url"
+        if url != openai.base_url:
+            source += f" (from ${openai.base_url_env})"
+        problems.append(f"{source}: must be an http:// or https:// URL, got {url!r}")
+    if not openai.model.strip():
+        problems.append("enhancement.openai.model: must name the served model or LoRA adapter")
+    if not 1 <= openai.max_tokens <= 4096:
+        problems.append(
+            f"enhancement.openai.max_tokens: must be in 1..4096, got {openai.max_tokens}"
+        )
+    if not 0 <= openai.temperature <= 2:
+        problems.append(
+            f"enhancement.openai.temperature: must be in [0, 2], got {openai.temperature}"
+        )
+    if not 0 < openai.timeout_seconds <= 600:
+        problems.append(
+            f"enhancement.openai.timeout_seconds: must be in (0, 600], got {openai.timeout_seconds}"
+        )
+    return problems
 
 
 def load_serve_config(path: str | Path | None, overrides: list[str] | None = None) -> ServeConfig:

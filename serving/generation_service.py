@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from serving.enhancement import EnhancementHook
+from serving.enhancement import EnhancementHook, result_message
 from serving.events.messages import EventPublisher, duration
 from serving.jobs import Admission, GenerationJob, JobRunner, JobUpdate, model_ref, params_message
 from serving.metrics import ServingMetrics
@@ -171,6 +171,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                 request=resolved,
                 model=model,
                 user_prompt=request.prompt,
+                enhancement=enhanced.result,
                 emit=lambda update: _deliver(loop, updates, update),
                 deadline=None if remaining is None else time.monotonic() + remaining,
                 admitted_at=arrived,
@@ -199,6 +200,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             is_prompt_enhanced=enhanced.result == "enhanced",
             accepted_at=_timestamp(time.time()),
             output_format=resolved.output_format,  # type: ignore[arg-type]
+            prompt=request.prompt,
+            prompt_enhancement_result=result_message(enhanced.result),  # type: ignore[arg-type]
         )
         return _Admitted(job, updates, started)
 

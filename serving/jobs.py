@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from serving.artifacts import ArtifactStore, StoredArtifact
+from serving.enhancement import EnhancementResult, result_message
 from serving.events.messages import EventPublisher, duration
 from serving.metrics import ServingMetrics
 from serving.models import ResidentModel
@@ -110,6 +111,8 @@ class GenerationJob:
     user_prompt: str
     emit: Callable[[JobUpdate], None]
     """Thread-safe delivery of updates to the request handler."""
+    enhancement: EnhancementResult = "disabled"
+    """What the prompt enhancer did (`request.prompt` is the rewrite only for `enhanced`)."""
     deadline: float | None = None
     """time.monotonic() after which the job stops (the RPC deadline)."""
     admitted_at: float = field(default_factory=time.monotonic)
@@ -225,6 +228,7 @@ class JobRunner:
             queue_wait=duration(queue_wait),
             total_duration=duration(time.monotonic() - job.admitted_at),
             error=error,
+            prompt_enhancement_result=result_message(job.enhancement),  # type: ignore[arg-type]
         )
         payload.params.CopyFrom(params_message(job.request, job.model))
         try:

@@ -88,7 +88,8 @@ class ServingMetrics:
         )
         self.enhancement = Counter(
             "vpt_prompt_enhancements",
-            "Prompt-enhancer calls by result (enhanced, timeout, error, disabled).",
+            "Prompt-enhancer calls by result (enhanced, unchanged, rejected, timeout, error, "
+            "empty, disabled).",
             ["result"],
             registry=registry,
         )

@@ -25,7 +25,12 @@ from serving.admin_service import ModelAdminServicer, update_model_info
 from serving.artifacts import ArtifactStore
 from serving.auth import ApiKeyInterceptor
 from serving.config import ServeConfig
-from serving.enhancement import EnhancementHook, IdentityEnhancer, PromptEnhancer
+from serving.enhancement import (
+    ENHANCEMENT_RESULTS,
+    EnhancementHook,
+    PromptEnhancer,
+    build_enhancer,
+)
 from serving.events.bus import EventBus, Topics
 from serving.events.messages import EventPublisher
 from serving.generation_service import GenerationServicer
@@ -63,6 +68,19 @@ def api_keys(config: ServeConfig) -> list[str]:
     return [key.strip() for key in raw.split(",") if key.strip()]
 
 
+def describe_enhancement(config: ServeConfig) -> str:
+    """One line saying which prompt enhancer serves (for the start-up log)."""
+    enhancement = config.enhancement
+    if enhancement.backend != "openai":
+        return enhancement.backend
+    openai = enhancement.openai
+    return (
+        f"openai {openai.resolved_base_url()} model={openai.model} "
+        f"timeout={openai.timeout_seconds}s/{enhancement.timeout_seconds}s "
+        f"default={'on' if enhancement.is_default_enabled else 'off'}"
+    )
+
+
 class ServingApp:
     """The running service; `start` binds the ports (chosen ones are in `port`/`admin_port`)."""
 
@@ -87,14 +105,19 @@ class ServingApp:
             config.admission.max_concurrent, config.admission.max_queue, self.metrics
         )
         self.runner = JobRunner(admission, self.store, self.artifacts, self.publisher, self.metrics)
-        if enhancer is None and config.enhancement.backend == "identity":
-            enhancer = IdentityEnhancer()
+        if enhancer is None:
+            enhancer = build_enhancer(config.enhancement)
+        self.enhancement = EnhancementHook(
+            enhancer, config.enhancement.timeout_seconds, config.enhancement.limits
+        )
+        for result in ENHANCEMENT_RESULTS:  # every series exists from the start, at 0
+            self.metrics.enhancement.labels(result)
         self.generation = GenerationServicer(
             registry=registry,
             runner=self.runner,
             store=self.store,
             publisher=self.publisher,
-            enhancement=EnhancementHook(enhancer, config.enhancement.timeout_seconds),
+            enhancement=self.enhancement,
             metrics=self.metrics,
             max_prompt_chars=config.model.max_prompt_chars,
             max_message_bytes=config.server.max_message_bytes,
@@ -163,6 +186,7 @@ class ServingApp:
             await asyncio.sleep(0.05)
         await asyncio.gather(*(s.stop(max(0.0, deadline - loop.time())) for s in self._servers))
         await asyncio.to_thread(self.runner.shutdown)
+        await self.enhancement.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
         self.store.close()
@@ -189,6 +213,10 @@ async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None
         app.admin_port,
         app.metrics_port,
     )
+    log.info("prompt enhancer: %s", describe_enhancement(config))
+    problem = await app.enhancement.check()
+    if problem is not None:
+        log.warning("prompt enhancer: %s; prompts fall back to the user's until fixed", problem)
     print(
         f'{{"event": "ready", "port": {app.port}, "admin_port": {app.admin_port}, '
         f'"metrics_port": {app.metrics_port}, "model_version": "{active.version}"}}',

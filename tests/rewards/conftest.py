@@ -16,6 +16,7 @@ from vpt.rewards.networks import (
     ClipEncoderConfig,
     RewardModelConfig,
     RewardModelKind,
+    TextPooling,
     build_reward_model,
 )
 from vpt.rewards.onnx_export import export_onnx, write_triton_repository
@@ -32,9 +33,19 @@ TINY_CONFIGS = {
         level_scales=(1.5, 0.25, 0.375),
     ),
     "text_alignment": RewardModelConfig(
-        kind=RewardModelKind.TEXT_ALIGNMENT, encoder=TINY_ENCODER, embed_dim=8
+        kind=RewardModelKind.TEXT_ALIGNMENT,
+        encoder=TINY_ENCODER,
+        embed_dim=8,
+        text_pooling=TextPooling.ATTENTION,
+        text_queries=2,
+        text_heads=2,
+        text_width=8,
     ),
 }
+TINY_MEAN_TEXT_ALIGNMENT = RewardModelConfig(
+    kind=RewardModelKind.TEXT_ALIGNMENT, encoder=TINY_ENCODER, embed_dim=8
+)
+"""A text-alignment model reading the sentence embedding (the first shipped model's kind)."""
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,7 @@ def test_triton_repository_layout_and_config_parse(tiny_models_dir: Path, tmp_pa
         assert config.name == name and config.platform == "onnxruntime_onnx"
         assert config.input[0].name == "video"
         assert list(config.input[0].dims) == [16, 32, 32, 3]
-        assert (len(config.input) == 2) == (name == "text_alignment")
+        text_inputs = ["text_tokens", "text_mask"] if name == "text_alignment" else []
+        assert [i.name for i in config.input[1:]] == text_inputs
     with pytest.raises(ValueError, match="no exported reward model named nope"):
         write_triton_repository(tiny_models_dir, tmp_path, ("nope",))

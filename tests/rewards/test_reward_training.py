@@ -28,6 +28,9 @@ TINY = [
     "encoder.temporal_width=8",
     "encoder.output_dim=16",
     "embed_dim=8",
+    "text_queries=2",
+    "text_heads=2",
+    "text_width=8",
     "data.text_pool=8",
     "eval_clips=12",
 ] + [

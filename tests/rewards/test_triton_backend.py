@@ -125,6 +125,18 @@ def test_dev_server_rejects_malformed_requests(server: TritonDevServer) -> None:
     config = client.get_model_config("text_alignment").config
     assert config.max_batch_size == 64 and [i.name for i in config.input] == [
         "video",
-        "text_embedding",
+        "text_tokens",
+        "text_mask",
     ]
+    assert [list(i.dims) for i in config.input[1:]] == [[32, 384], [32]]
+    video = grpcclient.InferInput("video", [1, 16, 32, 32, 3], "UINT8")
+    video.set_data_from_numpy(np.zeros((1, 16, 32, 32, 3), dtype=np.uint8))
+    short = grpcclient.InferInput("text_tokens", [1, 16, 384], "FP32")
+    short.set_data_from_numpy(np.zeros((1, 16, 384), dtype=np.float32))
+    mask = grpcclient.InferInput("text_mask", [1, 16], "FP32")
+    mask.set_data_from_numpy(np.ones((1, 16), dtype=np.float32))
+    with pytest.raises(InferenceServerException, match=r"'text_\w+' must be FP32.*\[32"):
+        client.infer("text_alignment", [video, short, mask])
+    with pytest.raises(InferenceServerException, match=r"takes inputs.*text_mask"):
+        client.infer("text_alignment", [video])
     client.close()

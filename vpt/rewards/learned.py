@@ -8,12 +8,15 @@ shipped models) and one prompt per video. Scores are float32 `(B,)`:
   cleaner;
 - text alignment: the model's P(prompt matches video), in (0, 1).
 
-Text alignment needs each prompt's sentence embedding: `PromptEmbedder` mean-pools MiniLM's
-last token states over the prompt's real tokens and L2-normalises them (the sentence-embedding
-recipe of all-MiniLM-L6-v2). It runs in torch in-process for every backend and caches prompts
-(a GRPO group repeats one prompt many times).
+Text alignment reads each prompt through MiniLM, run in torch in-process by `PromptEmbedder`
+for every backend, with a cache (a GRPO group repeats one prompt many times). A model with
+`TextPooling.MEAN` takes the sentence embedding (last token states mean-pooled over the
+prompt's real tokens, L2-normalised: the sentence-embedding recipe of all-MiniLM-L6-v2); one
+with `TextPooling.ATTENTION` takes the last token states themselves, zero-padded to the model's
+`text_tokens`, and a mask of the real tokens (`prompt_inputs` builds either, keyed by the
+exported graph's input names).
 
-Shape legend: B batch, F frames, H/W height/width, T text embedding width.
+Shape legend: B batch, F frames, H/W height/width, L tokens, T text embedding width.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +33,20 @@ import torch
 from vpt.models.text_encoder import TextEncoder, TextEncoderConfig
 from vpt.rewards.base import RewardInputError, check_reward_inputs
 from vpt.rewards.model_files import LoadedRewardModel
-from vpt.rewards.networks import ClipEncoderConfig, RewardModelConfig, RewardModelKind
-from vpt.rewards.onnx_export import SCORES_OUTPUT, TEXT_INPUT, VIDEO_INPUT
+from vpt.rewards.networks import ClipEncoderConfig, RewardModelConfig, RewardModelKind, TextPooling
+from vpt.rewards.onnx_export import (
+    SCORES_OUTPUT,
+    TEXT_INPUT,
+    TEXT_MASK_INPUT,
+    TEXT_TOKENS_INPUT,
+    VIDEO_INPUT,
+)
 
 SCORE_BATCH = 64
 """Videos per forward pass when scoring a large batch."""
 PROMPT_CACHE_SIZE = 4096
-"""Prompt embeddings kept by a `PromptEmbedder`."""
+"""Prompts kept by a `PromptEmbedder` (each with its real tokens' states: about 1.5 kB per token,
+so at most about 100 MB for world captions)."""
 
 
 def check_video_geometry(name: str, videos_BFHWC: np.ndarray, encoder: ClipEncoderConfig) -> None:
@@ -51,25 +62,65 @@ def check_video_geometry(name: str, videos_BFHWC: np.ndarray, encoder: ClipEncod
         )
 
 
+@dataclass(frozen=True)
+class PromptTokens:
+    """MiniLM's last token states of some prompts, zero-padded, and the mask of real tokens."""
+
+    states: np.ndarray
+    """float32 `(B, L, T)`, zero past each prompt's tokens."""
+    mask: np.ndarray
+    """float32 `(B, L)`: 1 for a real token, 0 for padding."""
+
+
+@dataclass(frozen=True)
+class _EncodedPrompt:
+    sentence: np.ndarray
+    """L2-normalised mean of the token states."""
+    tokens: np.ndarray
+    """The token states of the real tokens only."""
+
+
 class PromptEmbedder:
-    """Prompts -> L2-normalised mean-pooled MiniLM sentence embeddings `(B, T)`, cached."""
+    """Prompts -> MiniLM sentence embeddings `(B, T)` or token states + mask, cached."""
 
     def __init__(self, encoder: TextEncoder, cache_size: int = PROMPT_CACHE_SIZE) -> None:
         self.encoder = encoder
         self.dim = encoder.dim
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.max_length = encoder.config.max_length
+        self._cache: OrderedDict[str, _EncodedPrompt] = OrderedDict()
         self._cache_size = cache_size
 
-    @torch.no_grad()
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
         """float32 `(B, T)` sentence embeddings of `prompts`."""
+        rows = [encoded.sentence for encoded in self._encoded(prompts)]
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+    def embed_tokens(self, prompts: Sequence[str], length: int | None = None) -> PromptTokens:
+        """Token states of `prompts` padded to `length` tokens (default: the encoder's
+        `max_length`, past which prompts are truncated)."""
+        length = self.max_length if length is None else length
+        if length < self.max_length:
+            raise ValueError(
+                f"cannot pad prompts to {length} tokens: the text encoder keeps up to "
+                f"{self.max_length} (text_encoder.max_length)"
+            )
+        states = np.zeros((len(prompts), length, self.dim), dtype=np.float32)
+        mask = np.zeros((len(prompts), length), dtype=np.float32)
+        for row, encoded in enumerate(self._encoded(prompts)):
+            count = len(encoded.tokens)
+            states[row, :count] = encoded.tokens
+            mask[row, :count] = 1.0
+        return PromptTokens(states, mask)
+
+    @torch.no_grad()
+    def _encoded(self, prompts: Sequence[str]) -> list[_EncodedPrompt]:
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
         if missing:
             tokens = self.encoder.tokenizer(
                 missing,
                 padding=True,
                 truncation=True,
-                max_length=self.encoder.config.max_length,
+                max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.encoder.device)
             states_BLT = self.encoder.model(
@@ -78,15 +129,30 @@ class PromptEmbedder:
             mask_BL1 = tokens["attention_mask"].unsqueeze(-1).to(states_BLT.dtype)
             pooled_BT = (states_BLT * mask_BL1).sum(1) / mask_BL1.sum(1).clamp_min(1.0)
             unit_BT = torch.nn.functional.normalize(pooled_BT, dim=-1).cpu().numpy()
-            for prompt, row in zip(missing, unit_BT.astype(np.float32), strict=True):
-                self._cache[prompt] = row
-        rows = []
+            states = states_BLT.cpu().numpy().astype(np.float32)
+            lengths = tokens["attention_mask"].sum(dim=1).tolist()
+            for row, prompt in enumerate(missing):
+                self._cache[prompt] = _EncodedPrompt(
+                    unit_BT[row].astype(np.float32), states[row, : int(lengths[row])].copy()
+                )
+        encoded = []
         for prompt in prompts:
             self._cache.move_to_end(prompt)
-            rows.append(self._cache[prompt])
+            encoded.append(self._cache[prompt])
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+        return encoded
+
+
+def prompt_inputs(
+    embedder: PromptEmbedder, pooling: TextPooling, prompts: Sequence[str], tokens: int
+) -> dict[str, np.ndarray]:
+    """The text inputs of a text-alignment model, by exported input name, in call order: the
+    sentence embedding (mean pooling), or `tokens` token states and their mask (attention)."""
+    if pooling is TextPooling.MEAN:
+        return {TEXT_INPUT: embedder.embed(prompts)}
+    encoded = embedder.embed_tokens(prompts, tokens)
+    return {TEXT_TOKENS_INPUT: encoded.states, TEXT_MASK_INPUT: encoded.mask}
 
 
 _SHARED_EMBEDDERS: dict[TextEncoderConfig, PromptEmbedder] = {}
@@ -116,6 +182,12 @@ class _LearnedReward:
                     f"reward {name!r} expects {config.text_dim}-wide prompt embeddings, the text "
                     f"encoder gives {embedder.dim}"
                 )
+            attention = config.text_pooling is TextPooling.ATTENTION
+            if attention and embedder.max_length > config.text_tokens:
+                raise ValueError(
+                    f"reward {name!r} reads up to {config.text_tokens} prompt tokens, the text "
+                    f"encoder keeps {embedder.max_length}; set its max_length to at most that"
+                )
         self.embedder = embedder if self.uses_text else None
 
     def score(self, videos_BFHWC: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
@@ -124,15 +196,20 @@ class _LearnedReward:
         check_video_geometry(self.name, videos_BFHWC, self.config.encoder)
         if len(prompts) == 0:
             return np.zeros(0, dtype=np.float32)
-        text_BT = self.embedder.embed(prompts) if self.embedder is not None else None
+        text: dict[str, np.ndarray] = {}
+        if self.embedder is not None:
+            pooling, tokens = self.config.text_pooling, self.config.text_tokens
+            text = prompt_inputs(self.embedder, pooling, prompts, tokens)
         scores = []
         for start in range(0, len(prompts), SCORE_BATCH):
             chunk = slice(start, start + SCORE_BATCH)
-            video = np.ascontiguousarray(videos_BFHWC[chunk])
-            scores.append(self._run(video, None if text_BT is None else text_BT[chunk]))
+            feeds = {VIDEO_INPUT: np.ascontiguousarray(videos_BFHWC[chunk])}
+            feeds.update({name: np.ascontiguousarray(v[chunk]) for name, v in text.items()})
+            scores.append(self._run(feeds))
         return np.concatenate(scores).astype(np.float32)
 
-    def _run(self, video_BFHWC: np.ndarray, text_BT: np.ndarray | None) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores of one chunk; `feeds` holds the exported graph's inputs, in call order."""
         raise NotImplementedError
 
 
@@ -144,11 +221,8 @@ class TorchReward(_LearnedReward):
         self.model = loaded.model.eval()
 
     @torch.no_grad()
-    def _run(self, video_BFHWC: np.ndarray, text_BT: np.ndarray | None) -> np.ndarray:
-        arguments = [torch.from_numpy(video_BFHWC)]
-        if text_BT is not None:
-            arguments.append(torch.from_numpy(text_BT))
-        scores: np.ndarray = self.model(*arguments).numpy()
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        scores: np.ndarray = self.model(*(torch.from_numpy(v) for v in feeds.values())).numpy()
         return scores
 
 
@@ -182,9 +256,6 @@ class OnnxReward(_LearnedReward):
         """The ONNX graph stored beside a loaded (verified) reward model."""
         return cls(loaded.name, loaded.onnx_path, loaded.config, embedder)
 
-    def _run(self, video_BFHWC: np.ndarray, text_BT: np.ndarray | None) -> np.ndarray:
-        feeds = {VIDEO_INPUT: video_BFHWC}
-        if text_BT is not None:
-            feeds[TEXT_INPUT] = np.ascontiguousarray(text_BT, dtype=np.float32)
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (scores,) = self.session.run([SCORES_OUTPUT], feeds)
         return np.asarray(scores)

@@ -15,15 +15,20 @@ server all take the same bytes.
   level) and scores `exp(-sum_k max(levels_K, 0))`: 1 for a clean video, about 0.37 for one
   strongest defect. Visual quality uses (blur, noise), motion quality (jitter, flicker,
   missing frames).
-- `TextAlignmentModel` embeds the video and the prompt's MiniLM sentence embedding into one space
-  and scores `sigmoid(scale * cosine + bias)`, its estimate of P(the prompt matches the video)
-  (cf. VideoAlign's TA head). Attribute heads on the video features and on the prompt
-  embeddings are auxiliary training signals (mean-pooled MiniLM embeddings of "moving left" and
-  "moving right" prompts differ little; the text heads make the joint space tell them apart)
-  and readable diagnostics; they do not enter the score.
+- `TextAlignmentModel` embeds the video and the prompt into one space and scores
+  `sigmoid(scale * cosine + bias)`, its estimate of P(the prompt matches the video) (cf.
+  VideoAlign's TA head). The prompt side reads either MiniLM's sentence embedding
+  (`TextPooling.MEAN`: last token states mean-pooled, the first shipped model) or MiniLM's
+  per-token states with a padding mask (`TextPooling.ATTENTION`: `AttentionTextPool`, a few
+  learned queries attending over the real tokens, as in the Perceiver / Set Transformer's
+  pooling by multi-head attention). Mean-pooled embeddings of prompts that differ in one
+  direction or speed word lie very close together; attention can weigh that one word.
+  Attribute heads on the video features and on the prompt embeddings are auxiliary training
+  signals (they make the joint space spell out each attribute) and readable diagnostics; they
+  do not enter the score.
 
-Shape legend: B batch, F frames, H/W height/width, C channels, T text width, E embedding width,
-K defect levels, N = B * F frames.
+Shape legend: B batch, F frames, H/W height/width, C channels, T text width, L tokens,
+Q queries, E embedding width, K defect levels, N = B * F frames.
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ class RewardModelKind(StrEnum):
 
     QUALITY = "quality"
     TEXT_ALIGNMENT = "text_alignment"
+
+
+class TextPooling(StrEnum):
+    """What a text-alignment model reads of the prompt."""
+
+    MEAN = "mean"
+    """MiniLM's sentence embedding (token states mean-pooled, L2-normalised), `(B, T)`."""
+    ATTENTION = "attention"
+    """MiniLM's per-token states `(B, L, T)` and their mask `(B, L)`, pooled by attention."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +98,36 @@ class RewardModelConfig:
     level_scales: tuple[float, ...] = ()
     """Quality models: the raw level that counts as 1 (the world's strongest), per level."""
     text_dim: int = 384
-    """Text-alignment models: width of the prompt's sentence embedding (MiniLM: 384)."""
+    """Text-alignment models: width of the prompt's token states (MiniLM: 384)."""
     embed_dim: int = 64
     """Text-alignment models: width of the joint video-text space."""
+    text_pooling: TextPooling = TextPooling.MEAN
+    """Text-alignment models: sentence embedding or attention over token states (the default
+    reads model folders written before attention pooling existed)."""
+    text_tokens: int = 32
+    """Attention pooling: token positions per prompt (MiniLM's `max_length`; shorter prompts are
+    padded and masked)."""
+    text_queries: int = 4
+    """Attention pooling: learned queries."""
+    text_heads: int = 4
+    """Attention pooling: heads of each query."""
+    text_width: int = 128
+    """Attention pooling: width of the projected tokens (a multiple of `text_heads`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RewardModelKind(self.kind))
+        object.__setattr__(self, "text_pooling", TextPooling(self.text_pooling))
+        if self.text_pooling is TextPooling.ATTENTION:
+            if min(self.text_tokens, self.text_queries, self.text_heads) < 1:
+                raise ValueError(
+                    "text_tokens, text_queries and text_heads must be >= 1, got "
+                    f"{self.text_tokens}, {self.text_queries}, {self.text_heads}"
+                )
+            if self.text_width % self.text_heads:
+                raise ValueError(
+                    f"text_width ({self.text_width}) must be a multiple of text_heads "
+                    f"({self.text_heads})"
+                )
         if self.kind is RewardModelKind.QUALITY:
             if not self.level_names or len(self.level_names) != len(self.level_scales):
                 raise ValueError(
@@ -242,8 +280,43 @@ class QualityModel(nn.Module):
         return torch.exp(-self.predict_levels(video_BFHWC).clamp_min(0.0).sum(dim=1))
 
 
+class AttentionTextPool(nn.Module):
+    """Token states `(B, L, T)` + mask `(B, L)` (1 = real token) -> `(B, Q * text_width)`.
+
+    Each learned query attends, with `text_heads` heads, over the projected real tokens
+    (padding gets an additive -1e4 before the softmax, so a prompt's score does not depend on
+    how far it is padded); the pooled values of all queries are concatenated.
+    """
+
+    def __init__(self, config: RewardModelConfig) -> None:
+        super().__init__()
+        width = config.text_width
+        self.heads = config.text_heads
+        self.tokens = nn.Sequential(nn.Linear(config.text_dim, width), nn.SiLU())
+        self.keys = nn.Linear(width, width)
+        self.values = nn.Linear(width, width)
+        self.queries = nn.Parameter(torch.randn(config.text_queries, width) / width**0.5)
+        self.output_dim = config.text_queries * width
+
+    def forward(self, tokens_BLT: Tensor, mask_BL: Tensor) -> Tensor:
+        batch, length, _ = tokens_BLT.shape
+        queries, width = self.queries.shape
+        head_dim = width // self.heads
+        hidden_BLW = self.tokens(tokens_BLT)
+        keys_BHLD = self.keys(hidden_BLW).reshape(batch, length, self.heads, head_dim)
+        values_BHLD = self.values(hidden_BLW).reshape(batch, length, self.heads, head_dim)
+        keys_BHLD, values_BHLD = keys_BHLD.transpose(1, 2), values_BHLD.transpose(1, 2)
+        queries_HQD = self.queries.reshape(queries, self.heads, head_dim).transpose(0, 1)
+        scores_BHQL = torch.matmul(queries_HQD, keys_BHLD.transpose(2, 3)) / head_dim**0.5
+        padding_B11L = (1.0 - mask_BL.to(scores_BHQL.dtype))[:, None, None, :] * -1e4
+        weights_BHQL = torch.softmax(scores_BHQL + padding_B11L, dim=-1)
+        pooled_BHQD = torch.matmul(weights_BHQL, values_BHLD)
+        return pooled_BHQD.permute(0, 2, 1, 3).reshape(batch, queries * width)
+
+
 class TextAlignmentModel(nn.Module):
-    """P(prompt matches video) from a video embedding and a prompt sentence embedding."""
+    """P(prompt matches video) from a video embedding and a prompt embedding (read from the
+    sentence embedding, or from the token states by `AttentionTextPool`)."""
 
     def __init__(self, config: RewardModelConfig) -> None:
         super().__init__()
@@ -251,8 +324,12 @@ class TextAlignmentModel(nn.Module):
         self.encoder = ClipEncoder(config.encoder)
         width = config.encoder.output_dim
         self.video_projection = nn.Sequential(nn.SiLU(), nn.Linear(width, config.embed_dim))
+        self.text_pool = (
+            AttentionTextPool(config) if config.text_pooling is TextPooling.ATTENTION else None
+        )
+        text_width = config.text_dim if self.text_pool is None else self.text_pool.output_dim
         self.text_projection = nn.Sequential(
-            nn.Linear(config.text_dim, 4 * config.embed_dim),
+            nn.Linear(text_width, 4 * config.embed_dim),
             nn.SiLU(),
             nn.Linear(4 * config.embed_dim, config.embed_dim),
         )
@@ -274,9 +351,20 @@ class TextAlignmentModel(nn.Module):
         embedding_BE = nn.functional.normalize(self.video_projection(features_BD), dim=-1)
         return embedding_BE, features_BD
 
-    def embed_text(self, text_BT: Tensor) -> Tensor:
-        """Unit prompt embeddings `(B, E)` from sentence embeddings `(B, T)`."""
-        return nn.functional.normalize(self.text_projection(text_BT), dim=-1)
+    def embed_text(self, text: Tensor, text_mask: Tensor | None = None) -> Tensor:
+        """Unit prompt embeddings `(B, E)` from sentence embeddings `(B, T)` (mean pooling) or
+        token states `(B, L, T)` and their mask `(B, L)` (attention pooling)."""
+        if self.text_pool is not None:
+            if text_mask is None or text.dim() != 3:
+                raise ValueError(
+                    "an attention-pooling text-alignment model takes token states (B, L, T) "
+                    f"and a mask (B, L); got {tuple(text.shape)} and "
+                    f"{None if text_mask is None else tuple(text_mask.shape)}"
+                )
+            text = self.text_pool(text, text_mask)
+        elif text_mask is not None:
+            raise ValueError("a mean-pooling text-alignment model takes no token mask")
+        return nn.functional.normalize(self.text_projection(text), dim=-1)
 
     def match_logits(self, video_embedding_BE: Tensor, text_embedding_ME: Tensor) -> Tensor:
         """Logits of P(match) for every (video, prompt) pair, `(B, M)`."""
@@ -292,9 +380,9 @@ class TextAlignmentModel(nn.Module):
         read from prompt embeddings: they make the joint space spell out each attribute."""
         return {name: head(text_embedding_BE) for name, head in self.text_attribute_heads.items()}
 
-    def forward(self, video_BFHWC: Tensor, text_BT: Tensor) -> Tensor:
+    def forward(self, video_BFHWC: Tensor, text: Tensor, text_mask: Tensor | None = None) -> Tensor:
         video_BE, _ = self.embed_video(video_BFHWC)
-        text_BE = self.embed_text(text_BT)
+        text_BE = self.embed_text(text, text_mask)
         logits_B = self.logit_scale * (video_BE * text_BE).sum(dim=1) + self.logit_bias
         return torch.sigmoid(logits_B)
 

@@ -4,8 +4,11 @@ The graph takes the generator's raw uint8 videos, so every backend (torch, onnxr
 sees the same bytes:
 
     video           uint8   (batch, frames, height, width, 3)
-    text_embedding  float32 (batch, 384)       text-alignment models only (MiniLM sentence
-                                               embedding, `vpt.rewards.learned.PromptEmbedder`)
+    text_embedding  float32 (batch, 384)       text alignment with mean pooling only (MiniLM
+                                               sentence embedding, `learned.PromptEmbedder`)
+    text_tokens     float32 (batch, 32, 384)   text alignment with attention pooling only
+                                               (MiniLM's last token states, zero past the prompt)
+    text_mask       float32 (batch, 32)        with `text_tokens`: 1 for a real token, 0 for padding
     scores          float32 (batch,)           one score per video
 
 Export uses the TorchScript exporter (`dynamo=False`) at `OPSET` with a dynamic batch axis.
@@ -29,12 +32,14 @@ from pathlib import Path
 import torch
 
 from vpt.rewards.model_files import ONNX_FILE, read_reward_config, resolve_models_dir
-from vpt.rewards.networks import RewardModelConfig, RewardModelKind, RewardModule
+from vpt.rewards.networks import RewardModelConfig, RewardModelKind, RewardModule, TextPooling
 
 OPSET = 17
 """ONNX opset of the exported graphs (onnxruntime >= 1.14 and Triton's ORT backend run it)."""
 VIDEO_INPUT = "video"
 TEXT_INPUT = "text_embedding"
+TEXT_TOKENS_INPUT = "text_tokens"
+TEXT_MASK_INPUT = "text_mask"
 SCORES_OUTPUT = "scores"
 TRITON_MAX_BATCH = 64
 """`max_batch_size` written into each Triton config."""
@@ -58,17 +63,22 @@ def input_specs(config: RewardModelConfig) -> tuple[TensorSpec, ...]:
     video = TensorSpec(
         VIDEO_INPUT, "TYPE_UINT8", (encoder.frames, encoder.height, encoder.width, 3)
     )
-    if config.kind is RewardModelKind.TEXT_ALIGNMENT:
+    if config.kind is not RewardModelKind.TEXT_ALIGNMENT:
+        return (video,)
+    if config.text_pooling is TextPooling.MEAN:
         return (video, TensorSpec(TEXT_INPUT, "TYPE_FP32", (config.text_dim,)))
-    return (video,)
+    return (
+        video,
+        TensorSpec(TEXT_TOKENS_INPUT, "TYPE_FP32", (config.text_tokens, config.text_dim)),
+        TensorSpec(TEXT_MASK_INPUT, "TYPE_FP32", (config.text_tokens,)),
+    )
 
 
 def export_onnx(model: RewardModule) -> bytes:
     """The ONNX graph of `model` (dynamic batch), as bytes."""
     specs = input_specs(model.config)
     example: list[torch.Tensor] = [torch.zeros((2, *specs[0].dims), dtype=torch.uint8)]
-    if len(specs) == 2:
-        example.append(torch.zeros((2, *specs[1].dims), dtype=torch.float32))
+    example += [torch.ones((2, *spec.dims), dtype=torch.float32) for spec in specs[1:]]
     names = [spec.name for spec in specs]
     dynamic_axes = {name: {0: "batch"} for name in [*names, SCORES_OUTPUT]}
     was_training = model.training

@@ -6,12 +6,16 @@ JSONL metrics, exact resume) in its own folder `RUN/<name>/`:
 - `visual_quality`, `motion_quality`: regress the normalised true defect levels of fresh world
   renders (`vpt.training.reward_data`), loss = mean squared error of the levels;
 - `text_alignment`: a fixed pool of captioned attribute draws (each with a positive and a
-  hard-negative caption, embedded once by MiniLM and cached in `RUN/text_alignment/`), rendered
+  hard-negative caption, encoded once by MiniLM and cached in `RUN/text_alignment/`: sentence
+  embeddings, or token states and masks for attention pooling), rendered
   afresh with defects every step. Loss = balanced binary cross-entropy of P(match) over every
   (video, caption) pair of the batch, the label being whether the caption's stated attributes
   agree with the video's (short captions can match other videos), plus
-  `attribute_loss_weight` x cross-entropy of the attribute heads (the video's true values from
-  the video features; each caption's stated values, or "not stated", from its embedding).
+  `hard_negative_weight` x the same BCE on each clip's own positive and own hard negative only,
+  plus `attribute_loss_weight` x cross-entropy of the attribute heads (the video's true values from
+  the video features; each caption's stated values, or "not stated", from its embedding), plus
+  `shared_head_weight` x cross-entropy of the same text heads read from the video embeddings
+  (true values), which ties the two sides' attribute directions in the joint space.
 
 After training, the EMA weights are exported to ONNX and saved as verified reward model folders
 in `RUN/models/<name>/` (copy these to `vpt/assets/rewards/` to ship them), with held-out
@@ -33,7 +37,7 @@ from tqdm import tqdm
 
 from vpt.config import config_to_dict
 from vpt.models.text_encoder import TextEncoder, TextEncoderConfig
-from vpt.rewards.learned import PromptEmbedder, TorchReward
+from vpt.rewards.learned import PromptEmbedder, TorchReward, prompt_inputs
 from vpt.rewards.model_files import LoadedRewardModel, load_reward_model, save_reward_model
 from vpt.rewards.networks import (
     ClipEncoderConfig,
@@ -41,6 +45,7 @@ from vpt.rewards.networks import (
     RewardModelConfig,
     RewardModelKind,
     TextAlignmentModel,
+    TextPooling,
     build_reward_model,
 )
 from vpt.rewards.onnx_export import export_onnx, write_triton_repository
@@ -92,8 +97,25 @@ class RewardTrainingConfig:
     """Prompt encoder of the text-alignment model."""
     embed_dim: int = 64
     """Joint video-text space of the text-alignment model."""
+    text_pooling: TextPooling = TextPooling.ATTENTION
+    """What the text-alignment model reads of a prompt: MiniLM's sentence embedding (`mean`) or
+    its token states, pooled by learned-query attention (`attention`)."""
+    text_queries: int = 4
+    """Attention pooling: learned queries."""
+    text_heads: int = 4
+    """Attention pooling: heads of each query."""
+    text_width: int = 128
+    """Attention pooling: width of the projected tokens."""
     attribute_loss_weight: float = 0.5
     """Weight of the attribute heads' cross-entropy in the text-alignment loss."""
+    shared_head_weight: float = 1.0
+    """Weight of the cross-entropy of the text attribute heads applied to the video embeddings
+    (the true values): both sides of the joint space then spell each attribute along the same
+    directions, which the cosine compares (0 = the loss of the first shipped model)."""
+    hard_negative_weight: float = 1.0
+    """Weight of the hard-negative term of the text-alignment loss: BCE of each clip with its own
+    positive and its own hard negative (captions differing in one attribute), which the all-pairs
+    BCE, dominated by easy pairs, barely sees (0 = the loss of the first shipped model)."""
     visual_quality: StageConfig = field(default_factory=StageConfig)
     """Training of the visual-quality model."""
     motion_quality: StageConfig = field(default_factory=StageConfig)
@@ -134,6 +156,11 @@ class RewardTrainingConfig:
                 encoder=self.encoder,
                 text_dim=text_dim,
                 embed_dim=self.embed_dim,
+                text_pooling=self.text_pooling,
+                text_tokens=self.text_encoder.max_length,
+                text_queries=self.text_queries,
+                text_heads=self.text_heads,
+                text_width=self.text_width,
             )
         levels = VISUAL_LEVELS if name == "visual_quality" else MOTION_LEVELS
         return RewardModelConfig(
@@ -169,41 +196,69 @@ def quality_loss_fn(
 
 @dataclass
 class CaptionPool:
-    """The text-alignment training captions and their MiniLM sentence embeddings."""
+    """The text-alignment training captions and the model's text inputs for each."""
 
     pairs: list[CaptionPair]
     """The captioned attribute draws."""
-    positives: Tensor
-    """Sentence embeddings of the positive captions, (pool, T)."""
-    negatives: Tensor
-    """Sentence embeddings of the hard-negative captions, (pool, T)."""
+    positives: tuple[Tensor, ...]
+    """Text inputs of the positive captions, first axis = pool: the sentence embeddings
+    `(pool, T)`, or the token states `(pool, L, T)` and their masks `(pool, L)`."""
+    negatives: tuple[Tensor, ...]
+    """Text inputs of the hard-negative captions, as `positives`."""
+
+    def text_inputs(self, items: Tensor) -> list[Tensor]:
+        """The text inputs of the positives, then the negatives, of pool `items`."""
+        return [
+            torch.cat([positive[items], negative[items]])
+            for positive, negative in zip(self.positives, self.negatives, strict=True)
+        ]
 
 
 def build_caption_pool(
-    data: RewardDataConfig, embedder: PromptEmbedder, cache_dir: Path
+    data: RewardDataConfig, embedder: PromptEmbedder, model_config: RewardModelConfig, cache: Path
 ) -> CaptionPool:
-    """Draw the caption pool; embeddings are cached in `cache_dir` keyed by the data config."""
+    """Draw the caption pool and encode it for `model_config`; cached in `cache` (an `.npz`),
+    keyed by the data config, the text encoder and the text inputs."""
     pairs = [draw_caption_pair(data, CAPTION_STREAM, i, False) for i in range(data.text_pool)]
+    pooling, tokens = model_config.text_pooling, model_config.text_tokens
     key = json.dumps(
-        {"data": config_to_dict(data), "encoder": str(embedder.encoder.config)}, sort_keys=True
+        {
+            "data": config_to_dict(data),
+            "encoder": str(embedder.encoder.config),
+            "text_pooling": pooling.value,
+            "text_tokens": tokens,
+        },
+        sort_keys=True,
     )
-    cache = cache_dir / "caption_embeddings.npz"
     if cache.is_file():
         stored = np.load(cache)
         if str(stored["key"]) == key:
+            names = [str(n) for n in stored["names"]]
             return CaptionPool(
-                pairs, torch.from_numpy(stored["positive"]), torch.from_numpy(stored["negative"])
+                pairs,
+                tuple(torch.from_numpy(stored[f"positive_{n}"]) for n in names),
+                tuple(torch.from_numpy(stored[f"negative_{n}"]) for n in names),
             )
-    positive, negative = [], []
+    positive: list[dict[str, np.ndarray]] = []
+    negative: list[dict[str, np.ndarray]] = []
     starts = range(0, len(pairs), 256)
     for start in tqdm(starts, desc="embedding captions", file=sys.stderr, disable=None):
         chunk = pairs[start : start + 256]
-        positive.append(embedder.embed([p.positive for p in chunk]))
-        negative.append(embedder.embed([p.negative for p in chunk]))
-    positive_BT, negative_BT = np.concatenate(positive), np.concatenate(negative)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, key=np.array(key), positive=positive_BT, negative=negative_BT)
-    return CaptionPool(pairs, torch.from_numpy(positive_BT), torch.from_numpy(negative_BT))
+        positive.append(prompt_inputs(embedder, pooling, [p.positive for p in chunk], tokens))
+        negative.append(prompt_inputs(embedder, pooling, [p.negative for p in chunk], tokens))
+    names = list(positive[0])
+    arrays = {
+        f"{side}_{name}": np.concatenate([part[name] for part in parts])
+        for side, parts in (("positive", positive), ("negative", negative))
+        for name in names
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, key=np.array(key), names=np.array(names), **arrays)  # type: ignore[arg-type]
+    return CaptionPool(
+        pairs,
+        tuple(torch.from_numpy(arrays[f"positive_{n}"]) for n in names),
+        tuple(torch.from_numpy(arrays[f"negative_{n}"]) for n in names),
+    )
 
 
 def text_alignment_loss_fn(
@@ -225,7 +280,7 @@ def text_alignment_loss_fn(
         ]
         video_BE, features_BD = model.embed_video(torch.from_numpy(stack_frames(clips)))
         index = torch.from_numpy(items.astype(np.int64))
-        text_ME = model.embed_text(torch.cat([pool.positives[index], pool.negatives[index]]))
+        text_ME = model.embed_text(*pool.text_inputs(index))
         logits_BM = model.match_logits(video_BE, text_ME)
         stated = [p.positive_stated for p in pairs] + [p.negative_stated for p in pairs]
         labels_BM = torch.tensor(
@@ -236,8 +291,11 @@ def text_alignment_loss_fn(
         )
         positive = (losses_BM * labels_BM).sum() / labels_BM.sum().clamp_min(1.0)
         negative = (losses_BM * (1 - labels_BM)).sum() / (1 - labels_BM).sum().clamp_min(1.0)
-        attribute_loss = torch.zeros(())
+        own = torch.arange(len(pairs))
+        hard_loss = 0.5 * (losses_BM[own, own].mean() + losses_BM[own, own + len(pairs)].mean())
+        attribute_loss, shared_loss = torch.zeros(()), torch.zeros(())
         text_logits = model.text_attribute_logits(text_ME)
+        video_text_logits = model.text_attribute_logits(video_BE)
         for name, logits in model.attribute_logits(features_BD).items():
             attribute = AttributeName(name)
             values = list(ATTRIBUTE_TYPES[attribute])
@@ -249,13 +307,23 @@ def text_alignment_loss_fn(
                 + nn.functional.cross_entropy(logits, truth)
                 + nn.functional.cross_entropy(text_logits[name], text_truth)
             )
+            values_only = video_text_logits[name][:, : len(values)]  # no "not stated" class
+            shared_loss = shared_loss + nn.functional.cross_entropy(values_only, truth)
         attribute_loss = attribute_loss / (2 * len(AttributeName))
+        shared_loss = shared_loss / len(AttributeName)
         match_loss = 0.5 * (positive + negative)
-        loss = match_loss + config.attribute_loss_weight * attribute_loss
+        loss = (
+            match_loss
+            + config.hard_negative_weight * hard_loss
+            + config.attribute_loss_weight * attribute_loss
+            + config.shared_head_weight * shared_loss
+        )
         accuracy = ((logits_BM > 0).float() == labels_BM).float().mean()
         return loss, {
             "match_loss": float(match_loss.detach()),
+            "hard_negative_loss": float(hard_loss.detach()),
             "attribute_loss": float(attribute_loss.detach()),
+            "shared_head_loss": float(shared_loss.detach()),
             "pair_accuracy": float(accuracy),
         }
 
@@ -276,7 +344,8 @@ def train_rewards(config: RewardTrainingConfig, run_dir: Path) -> Path | None:
             embedder = embedder or PromptEmbedder(TextEncoder(config.text_encoder))
             model = build_reward_model(config.model_config(name, embedder.dim))
             assert isinstance(model, TextAlignmentModel)
-            pool = build_caption_pool(config.data, embedder, run_dir / name)
+            cache = run_dir / name / "caption_embeddings.npz"
+            pool = build_caption_pool(config.data, embedder, model.config, cache)
             loss_fn = text_alignment_loss_fn(model, config, pool, CLIP_STREAMS[name])
         else:
             model = build_reward_model(config.model_config(name))
