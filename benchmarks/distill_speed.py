@@ -144,6 +144,27 @@ def synthetic_teacher(device: str) -> Generator:
     return Generator(transformer.to(device), PixelSpace().to(device), text_encoder, config)
 
 
+def time_decoding(teacher: Generator, chunk_frames: int, seed: int) -> dict:
+    """The autoencoder's share, which both samplers pay: decode a whole video and one chunk.
+
+    It bounds what any student can gain at this size: its whole video can be no faster than
+    decoding it, and its first chunk no sooner than decoding that chunk.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    latents = torch.randn(teacher.latent_shape(), generator=generator).unsqueeze(0)
+    latents = latents.to(next(teacher.transformer.parameters()).device)
+    patch_t = teacher.transformer.config.patch_size[0]
+    chunk_latent_frames = min(chunk_frames * patch_t, latents.shape[2])
+    with torch.no_grad():
+        started = time.perf_counter()
+        teacher.decode(latents)
+        whole = time.perf_counter() - started
+        started = time.perf_counter()
+        teacher.decode(latents[:, :, :chunk_latent_frames])
+        chunk = time.perf_counter() - started
+    return {"decode_video_seconds": whole, "decode_first_chunk_seconds": chunk}
+
+
 def medians(runs: list[dict]) -> dict:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
@@ -189,16 +210,19 @@ def main() -> None:
     teacher_counter = EvaluationCounter(teacher.transformer, patch)  # type: ignore[arg-type]
     student_counter = EvaluationCounter(student_model.student, patch)  # type: ignore[arg-type]
 
-    teacher_runs, student_runs = [], []
+    teacher_runs, student_runs, decode_runs = [], [], []
     for repeat in range(args.repeats + 1):  # the first run of each is a warm-up
         prompt, seed = PROMPTS[repeat % len(PROMPTS)], repeat
         with torch.no_grad():
             teacher_run = time_teacher(teacher, teacher_counter, prompt, seed)
         student_run = time_student(student_model, student_counter, prompt, seed)
+        decode_run = time_decoding(teacher, student_model.settings.chunk_frames, seed)
         if repeat > 0:
             teacher_runs.append(teacher_run)
             student_runs.append(student_run)
+            decode_runs.append(decode_run)
     teacher_median, student_median = medians(teacher_runs), medians(student_runs)
+    decode_median = medians(decode_runs)
     sampler = teacher.config.sampler
     settings = student_model.settings
     result = {
@@ -222,6 +246,12 @@ def main() -> None:
         },
         "teacher_median": teacher_median,
         "student_median": student_median,
+        "decode_median": decode_median,
+        # the best any student could do at this size, given the decoder both must run
+        "ceilings": {
+            "wall_time": teacher_median["seconds"] / decode_median["decode_video_seconds"],
+            "first_chunk": teacher_median["seconds"] / decode_median["decode_first_chunk_seconds"],
+        },
         "ratios": {
             "network_evaluations": teacher_median["network_evaluations"]
             / student_median["network_evaluations"],
