@@ -148,12 +148,13 @@ class Generator:
         ]
         return torch.stack(noise).to(self.device)
 
-    def velocity(self, latents_BCFHW: Tensor, sigma_B: Tensor, text_BLD: Tensor) -> Tensor:
-        """One network evaluation, always returning a velocity."""
+    def velocity(self, latents_BCFHW: Tensor, sigma: Tensor, text_BLD: Tensor) -> Tensor:
+        """One network evaluation, always returning a velocity; sigma is one noise level per
+        video `(B,)` or, in training, one per transformer frame `(B, T)`."""
         return predict_velocity(
             self.transformer,
             latents_BCFHW,
-            sigma_B,
+            sigma,
             text_BLD,
             self.config.prediction,
             self.config.use_position_channels,

@@ -107,28 +107,42 @@ def append_position_channels(
 def predict_velocity(
     model: WanTransformer3DModel,
     latents_BCFHW: Tensor,
-    sigma_B: Tensor,
+    sigma: Tensor,
     text_BLD: Tensor,
     prediction: Prediction = "velocity",
     use_position_channels: bool = False,
 ) -> Tensor:
-    """The network's velocity estimate at noise level `sigma_B` (one value per sample)."""
-    if sigma_B.ndim != 1 or sigma_B.shape[0] != latents_BCFHW.shape[0]:
+    """The network's velocity estimate at noise level `sigma`: one value per sample `(B,)`, or
+    one per transformer frame `(B, T)` (T = latent frames / temporal patch; Diffusion-Forcing
+    training, `vpt.training.frame_noise`), passed to diffusers as a per-token timestep
+    `(B, N)` as Wan2.2 TI2V does."""
+    batch, _, latent_frames, height, width = latents_BCFHW.shape
+    patch_t, patch_h, patch_w = model.config.patch_size
+    frames = latent_frames // patch_t
+    if sigma.ndim == 1 and sigma.shape[0] == batch:
+        timestep = sigma.to(latents_BCFHW.dtype) * TIMESTEP_SCALE
+        sigma_B1F11 = sigma.view(-1, 1, 1, 1, 1)
+    elif sigma.ndim == 2 and sigma.shape == (batch, frames):
+        tokens_per_frame = (height // patch_h) * (width // patch_w)
+        timestep = sigma.to(latents_BCFHW.dtype).repeat_interleave(tokens_per_frame, dim=1)
+        timestep = timestep * TIMESTEP_SCALE
+        sigma_B1F11 = sigma.repeat_interleave(patch_t, dim=1)[:, None, :, None, None]
+    else:
         raise ValueError(
-            f"sigma must have shape ({latents_BCFHW.shape[0]},), got {tuple(sigma_B.shape)}"
+            f"sigma must have shape ({batch},) or ({batch}, {frames}) (one per transformer "
+            f"frame), got {tuple(sigma.shape)}"
         )
-    timestep_B = sigma_B.to(latents_BCFHW.dtype) * TIMESTEP_SCALE
     inputs = append_position_channels(latents_BCFHW) if use_position_channels else latents_BCFHW
     output = model(
         hidden_states=inputs,
-        timestep=timestep_B,
+        timestep=timestep,
         encoder_hidden_states=text_BLD,
         return_dict=False,
     )[0]
     if prediction == "velocity":
         return output
-    sigma = sigma_B.clamp(min=MIN_SIGMA_FOR_SAMPLE_PREDICTION).view(-1, 1, 1, 1, 1)
-    return (latents_BCFHW - output) / sigma.to(output.dtype)
+    sigma_B1F11 = sigma_B1F11.clamp(min=MIN_SIGMA_FOR_SAMPLE_PREDICTION)
+    return (latents_BCFHW - output) / sigma_B1F11.to(output.dtype)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

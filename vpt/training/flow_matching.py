@@ -4,9 +4,11 @@ as used to pre-train and fine-tune Wan2.1 and by the paper's SFT stage:
     x_sigma = (1 - sigma) x0 + sigma * noise,     target velocity v* = noise - x0,
     L = E_{sigma, noise} || v_theta(x_sigma, sigma, c) - v* ||^2.
 
-sigma is drawn from a (shifted) logit-normal density by `vpt.sampling.sample_training_sigmas`.
+sigma is drawn from a (shifted) logit-normal density by `vpt.sampling.sample_training_sigmas`,
+one per clip `(B,)`, or one per group of consecutive frames `(B, T)` (T divides F; each group is
+one transformer frame, see `vpt.training.frame_noise`); the target is the same either way.
 
-Shape legend: B batch, C channels, F frames, H/W height/width.
+Shape legend: B batch, C channels, F frames, T frame groups, H/W height/width.
 """
 
 from __future__ import annotations
@@ -18,16 +20,32 @@ from torch import Tensor
 VelocityModel = Callable[[Tensor, Tensor], Tensor]
 
 
-def noisy_latents(x0_BCFHW: Tensor, noise_BCFHW: Tensor, sigma_B: Tensor) -> Tensor:
-    """x_sigma = (1 - sigma) x0 + sigma * noise."""
-    sigma = sigma_B.view(-1, *([1] * (x0_BCFHW.ndim - 1))).to(x0_BCFHW.dtype)
-    return (1.0 - sigma) * x0_BCFHW + sigma * noise_BCFHW
+def noisy_latents(x0_BCFHW: Tensor, noise_BCFHW: Tensor, sigma: Tensor) -> Tensor:
+    """x_sigma = (1 - sigma) x0 + sigma * noise, with sigma `(B,)` or per frame group `(B, T)`."""
+    sigma_B1F11 = frame_sigmas(sigma, x0_BCFHW.shape[2]).to(x0_BCFHW.dtype)
+    return (1.0 - sigma_B1F11) * x0_BCFHW + sigma_B1F11 * noise_BCFHW
+
+
+def frame_sigmas(sigma: Tensor, frames: int) -> Tensor:
+    """sigma `(B,)` or `(B, T)` broadcastable over `(B, C, F, H, W)`: `(B, 1, 1 or F, 1, 1)`."""
+    if sigma.ndim == 1:
+        return sigma.view(-1, 1, 1, 1, 1)
+    if sigma.ndim != 2 or frames % sigma.shape[1]:
+        raise ValueError(
+            f"sigma must have shape (B,) or (B, T) with T dividing the {frames} frames, "
+            f"got {tuple(sigma.shape)}"
+        )
+    per_frame_BF = sigma.repeat_interleave(frames // sigma.shape[1], dim=1)
+    return per_frame_BF[:, None, :, None, None]
 
 
 def flow_matching_loss(
-    velocity_model: VelocityModel, x0_BCFHW: Tensor, noise_BCFHW: Tensor, sigma_B: Tensor
+    velocity_model: VelocityModel, x0_BCFHW: Tensor, noise_BCFHW: Tensor, sigma: Tensor
 ) -> Tensor:
-    """Per-sample mean squared velocity error `(B,)`; average it for the training loss."""
-    x_sigma = noisy_latents(x0_BCFHW, noise_BCFHW, sigma_B)
-    predicted = velocity_model(x_sigma, sigma_B)
+    """Per-sample mean squared velocity error `(B,)`; average it for the training loss.
+
+    `sigma` is `(B,)` or `(B, T)`; the model receives it as given.
+    """
+    x_sigma = noisy_latents(x0_BCFHW, noise_BCFHW, sigma)
+    predicted = velocity_model(x_sigma, sigma)
     return (predicted.float() - (noise_BCFHW - x0_BCFHW).float()).pow(2).flatten(1).mean(1)

@@ -4,6 +4,8 @@ captioned clips, giving a stable instruction-following policy for the RL stages.
 Loss: `vpt.training.flow_matching` (x_sigma = (1 - sigma) x0 + sigma * noise, target
 noise - x0) with sigma from a shifted logit-normal density; captions are dropped (replaced by
 the negative prompt) with probability `caption_dropout` so classifier-free guidance works.
+Optionally (`frame_noise`, off by default) a share of each batch gets one sigma per transformer
+frame, as in Diffusion Forcing (`vpt.training.frame_noise`); sampling is unchanged.
 AdamW, warm-up + cosine decay, gradient clipping, EMA; the saved model is the EMA.
 
 The same trainer pre-trains from scratch (`init_from: null`, with a trained autoencoder) and
@@ -32,6 +34,7 @@ from vpt.models.transformer import TransformerConfig, build_transformer, count_p
 from vpt.sampling import TimestepSamplingConfig, sample_training_sigmas
 from vpt.training.ema import EMA
 from vpt.training.flow_matching import flow_matching_loss
+from vpt.training.frame_noise import FrameNoiseConfig, per_frame_sigmas
 from vpt.training.latent_data import LatentDataConfig, LatentDataset, build_latent_dataset
 from vpt.training.loop import LoopConfig, OptimConfig, train_loop
 from vpt.world import save_preview_grid
@@ -57,6 +60,8 @@ class SFTConfig:
         default_factory=lambda: TimestepSamplingConfig(kind="logit_normal", shift=1.0)
     )
     """Training noise-level density."""
+    frame_noise: FrameNoiseConfig = field(default_factory=FrameNoiseConfig)
+    """Per-transformer-frame noise levels for a share of each batch (Diffusion Forcing)."""
     caption_dropout: float = 0.1
     """Probability of replacing a caption with the negative prompt (for CFG)."""
     batch_size: int = 32
@@ -97,6 +102,8 @@ def make_loss_fn(
     config: SFTConfig, generator: Generator, dataset: LatentDataset
 ) -> Callable[[int, torch.Generator], tuple[Tensor, dict[str, float]]]:
     negative = generator.config.negative_prompt
+    config.frame_noise.validate()
+    transformer_frames = generator.latent_shape()[1] // generator.transformer.config.patch_size[0]
 
     def compute_loss(step: int, rng: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         indices = dataset.batch_indices(step, config.batch_size, config.data.seed)
@@ -109,6 +116,10 @@ def make_loss_fn(
         text = generator.encode_prompts(captions)
         sigma = sample_training_sigmas(len(indices), config.timesteps, rng).to(x0.device)
         noise = torch.randn(x0.shape, generator=rng).to(x0.device)
+        if config.frame_noise.is_enabled:
+            sigma = per_frame_sigmas(
+                sigma, transformer_frames, config.frame_noise, config.timesteps, rng
+            )
         losses = flow_matching_loss(lambda x, s: generator.velocity(x, s, text), x0, noise, sigma)
         return losses.mean(), {}
 
@@ -168,13 +179,17 @@ def _check_resumable(saved_file: Path, config: SFTConfig) -> None:
     """Refuse to continue a run folder that was started with a different recipe.
 
     Only `loop` (length, cadence, stop_after) may change between invocations: resuming with a
-    shorter `loop.steps` is how a run is stopped early at its last saved state.
+    shorter `loop.steps` is how a run is stopped early at its last saved state. A field the
+    saved config lacks (added to vpt later) counts as its default.
     """
     if not saved_file.is_file():
         return
     saved = json.loads(saved_file.read_text())
     current = config_to_dict(config)
-    changed = sorted(key for key in current if key != "loop" and saved.get(key) != current[key])
+    defaults = config_to_dict(SFTConfig())
+    changed = sorted(
+        key for key in current if key != "loop" and saved.get(key, defaults[key]) != current[key]
+    )
     if changed:
         raise ValueError(
             f"{saved_file.parent} holds a run started with a different recipe (changed: "
