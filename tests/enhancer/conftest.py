@@ -20,12 +20,11 @@ def smollm2_dir() -> Path:
     return ensure_base_model()
 
 
-@pytest.fixture(scope="session")
-def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 16-wide Llama (random weights) with SmolLM2's tokenizer and chat template."""
+def save_tiny_llm(folder: Path, smollm2_dir: Path, initializer_range: float = 0.02) -> Path:
+    """Save a 2-layer, 16-wide Llama (random weights, seed 0) with SmolLM2's tokenizer and chat
+    template into `folder`; a large `initializer_range` gives peaked next-token distributions."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny_llm")
     config = LlamaConfig(
         vocab_size=49152,
         hidden_size=16,
@@ -38,9 +37,16 @@ def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         eos_token_id=2,
         pad_token_id=2,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copy(smollm2_dir / name, folder / name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 16-wide Llama (random weights) with SmolLM2's tokenizer and chat template."""
+    return save_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), smollm2_dir)

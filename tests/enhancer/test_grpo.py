@@ -6,7 +6,6 @@ recipe errors that name the field. Tiny real Llama (SmolLM2's tokenizer) and tin
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from enhancer.grpo import (
 from enhancer.intent import RewriteLimits, RewriteVerdict, check_rewrite
 from enhancer.rewrite_reward import RewriteBatch, RewriteScores, VideoRewriteScorer
 from enhancer.sft import LoraSettings, attach_lora, save_adapter
-from tests.enhancer.conftest import TOKENIZER_FILES
+from tests.enhancer.conftest import save_tiny_llm
 from tests.tiny_models import tiny_generator
 from vpt.checkpoint import verify_checkpoint
 from vpt.config import ConfigError, load_config
@@ -49,28 +48,7 @@ TOKEN_COUNT = 6
 def peaky_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 16-wide Llama whose large random init gives peaked next-token distributions
     (so a few tokens are likely enough to be sampled and rewarded)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("peaky_llm")
-    config = LlamaConfig(
-        vocab_size=49152,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-        tie_word_embeddings=True,
-        initializer_range=0.6,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(smollm2_dir / name, folder / name)
-    return folder
+    return save_tiny_llm(tmp_path_factory.mktemp("peaky_llm"), smollm2_dir, initializer_range=0.6)
 
 
 def test_sampler_log_probs_equal_the_training_forward_so_the_ratio_is_one(
