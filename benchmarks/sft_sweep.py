@@ -96,8 +96,42 @@ VARIANTS_V3: dict[str, list[str]] = {
     "pos_b128_h32x4_L6": [*LATENT, *POSITION, "data.num_clips=24000", "batch_size=128"],
     "pos_b32_h32x4_L6": [*LATENT, *POSITION],
 }
+# Fourth sweep (session 4): the direction prior. `benchmarks/direction_probe.py` (probe 3)
+# shows that no model so far predicts the direction-dependent mean of the data near pure noise
+# (left-moving objects start right and end left), which needs absolute position (Wan's RoPE is
+# relative) and training at the nearly-pure-noise levels that the shifted logit-normal density
+# barely visits (P(sigma > 0.95) ~ 3%). Position channels x high-noise timestep densities.
+MID_DATA = ["data.num_clips=24000", "batch_size=128"]
+UNIFORM10 = ["timesteps.kind=uniform", "timesteps.shift=10.0"]
+HIGH_MIX = ["timesteps.high_noise_fraction=0.5", "timesteps.high_noise_min=0.9"]
+VARIANTS_V4: dict[str, list[str]] = {
+    "d_ctrl_b128": [*LATENT, *MID_DATA],
+    "d_nopos_u10_b128": [*LATENT, *MID_DATA, *UNIFORM10],
+    "d_pos_u10_b128": [*LATENT, *POSITION, *MID_DATA, *UNIFORM10],
+    "d_pos_mix_b128": [*LATENT, *POSITION, *MID_DATA, *HIGH_MIX],
+    "d_pos_mix08_b128": [
+        *LATENT,
+        *POSITION,
+        *MID_DATA,
+        "timesteps.high_noise_fraction=0.8",
+        "timesteps.high_noise_min=0.9",
+    ],
+    "d_pos_mix_b256": [*LATENT, *POSITION, "data.num_clips=48000", "batch_size=256", *HIGH_MIX],
+    "d_pos_u10_b32": [*LATENT, *POSITION, *UNIFORM10],
+    "d_pos_mix_b128_h64L8": [
+        *LATENT,
+        *POSITION,
+        *MID_DATA,
+        *HIGH_MIX,
+        *HEAD64,
+        "transformer.num_layers=8",
+        "transformer.ffn_dim=1024",
+        "optim.lr=5.0e-4",
+    ],
+}
 VARIANTS.update(VARIANTS_V2)
 VARIANTS.update(VARIANTS_V3)
+VARIANTS.update(VARIANTS_V4)
 
 
 def run(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -119,6 +153,13 @@ def main() -> None:
     )
     parser.add_argument("--out", default="sweep.json")
     parser.add_argument("--ae", default=None, help="use this trained VAE folder, skip training one")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=0.0,
+        help="stop every variant after this many seconds, then finish each at its last saved "
+        "state (a checkpoint with the final evaluation) and run the direction probe on it",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -140,7 +181,7 @@ def main() -> None:
         f"loop.steps={args.ae_steps}",
     ]
 
-    def launch(name: str, steps: int) -> subprocess.Popen[bytes]:
+    def launch(name: str, steps: int, log_name: str = "") -> subprocess.Popen[bytes]:
         vae = args.ae or str(ae_dir / "vae")
         overrides = [o.replace("=AE", f"={vae}") for o in VARIANTS[name]]
         command = [
@@ -160,7 +201,7 @@ def main() -> None:
         ]
         for override in [*overrides, *args.extra]:
             command += ["--set", override]
-        return run(command, work / f"{name}.log", env)
+        return run(command, work / f"{log_name or name}.log", env)
 
     needs_ae = [n for n in args.variants if "autoencoder=AE" in VARIANTS[n]]
     processes = {n: launch(n, args.steps) for n in args.variants if n not in needs_ae}
@@ -170,7 +211,13 @@ def main() -> None:
         subprocess.run(ae_command, check=True, env=env, stdout=subprocess.DEVNULL)
         processes.update({n: launch(n, args.latent_steps) for n in needs_ae})
     ae_seconds = time.time() - started
-    codes = {name: process.wait() for name, process in processes.items()}
+    if args.time_limit > 0:
+        codes = wait_or_stop(processes, started + args.time_limit)
+        finish_at_saved_state(args.variants, work, launch)
+        probes = probe_checkpoints(args.variants, work, args.device, env)
+    else:
+        codes = {name: process.wait() for name, process in processes.items()}
+        probes = {}
     results: dict[str, Any] = {
         "ae_seconds": round(ae_seconds, 1),
         "total_seconds": round(time.time() - started),
@@ -191,9 +238,74 @@ def main() -> None:
             "final_loss": losses[-1]["loss"] if losses else None,
             "cpu_seconds": losses[-1].get("cpu_seconds") if losses else None,
             "evals": evals,
+            "final_checkpoint_metrics": final_metrics(work / name / "checkpoint"),
+            "direction_probe": probes.get(name),
         }
         print(name, codes[name], json.dumps(evals[-1] if evals else {}))
     Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+def final_metrics(checkpoint: Path) -> dict[str, Any] | None:
+    """The metrics (final held-out evaluation included) in a checkpoint's manifest."""
+    manifest = checkpoint / "manifest.json"
+    return json.loads(manifest.read_text()).get("metrics") if manifest.is_file() else None
+
+
+def wait_or_stop(processes: dict[str, subprocess.Popen[bytes]], deadline: float) -> dict[str, int]:
+    """Exit codes, killing whatever still runs at `deadline` (its state stays on disk)."""
+    codes: dict[str, int] = {}
+    for name, process in processes.items():
+        try:
+            codes[name] = process.wait(timeout=max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes[name] = process.wait()
+    return codes
+
+
+def finish_at_saved_state(names: list[str], work: Path, launch: Any) -> None:
+    """Resume each unfinished run with `loop.steps` = its saved step: the trainer then only
+    writes the checkpoint (EMA weights) and runs the final evaluation."""
+    pending = {}
+    for name in names:
+        info = work / name / "state" / "info.json"
+        if (work / name / "checkpoint").exists() or not info.is_file():
+            continue
+        step = json.loads(info.read_text())["step"]
+        pending[name] = launch(name, step, log_name=f"{name}.finish")
+    for process in pending.values():
+        process.wait()
+
+
+def probe_checkpoints(
+    names: list[str], work: Path, device: str, env: dict[str, str]
+) -> dict[str, Any]:
+    """`benchmarks/direction_probe.py` (all three probes) on every finished checkpoint."""
+    launched = {}
+    for name in names:
+        checkpoint = work / name / "checkpoint"
+        if not checkpoint.exists():
+            continue
+        out = work / f"{name}.direction_probe.json"
+        command = [
+            sys.executable,
+            str(Path(__file__).with_name("direction_probe.py")),
+            "--checkpoint",
+            str(checkpoint),
+            "--device",
+            device,
+            "--out",
+            str(out),
+        ]
+        launched[name] = (run(command, work / f"{name}.probe.log", env), out)
+    results = {}
+    for name, (process, out) in launched.items():
+        process.wait()
+        if out.is_file():
+            probe = json.loads(out.read_text())
+            probe.pop("direction_read_per_seed", None)
+            results[name] = probe
+    return results
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 - `convert`: one-time GGUF -> safetensors conversion of the base LLM (cached).
 - `enhance`: rewrite prompts with the embedded or vLLM backend; prints one JSON line each.
-- `train`: stage-1 LoRA SFT, or `--stage grpo`: stage-2 GRPO with the video rewards.
+- `train`: stage-1 LoRA SFT, `--stage grpo`: stage-2 GRPO with the video rewards, or `--stage
+  rank`: best-of-n rewrites ranked by the video rewards (then SFT on them: `pairs_file`).
 
 The same commands are `vpt enhancer ...` (and `vpt train enhancer`) through the vpt CLI's
 `vpt.commands` entry points, so the core package never imports the enhancer.
@@ -99,6 +100,7 @@ def cmd_enhance(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from enhancer.best_of_n import run_best_of_n
     from enhancer.grpo import EnhancerGRPOConfig, run_enhancer_grpo
     from enhancer.sft import EnhancerSFTConfig, run_enhancer_sft
     from vpt.config import ConfigError, load_config
@@ -107,12 +109,24 @@ def cmd_train(args: argparse.Namespace) -> None:
     try:
         config: EnhancerGRPOConfig | EnhancerSFTConfig = (
             load_config(EnhancerGRPOConfig, args.config, overrides)
-            if args.stage == "grpo"
+            if args.stage in ("grpo", "rank")
             else load_config(EnhancerSFTConfig, args.config, overrides)
         )
     except ConfigError as error:
         raise UsageError(str(error)) from None
     _limit_threads()
+    if args.stage == "rank":
+        assert isinstance(config, EnhancerGRPOConfig)
+        ranked = run_best_of_n(config, Path(args.run_dir))
+        summary = {
+            "run_dir": args.run_dir,
+            "pairs_file": str(ranked.pairs_file),
+            "prompts": ranked.prompts,
+            "rewrites_kept": ranked.rewrites_kept,
+            "seconds": round(ranked.seconds, 1),
+        }
+        print(json.dumps(summary))
+        return
     if isinstance(config, EnhancerGRPOConfig):
         result: Any = run_enhancer_grpo(config, Path(args.run_dir))
     else:
@@ -134,9 +148,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of the training command (shared with `vpt train enhancer`)."""
     parser.add_argument(
         "--stage",
-        choices=("sft", "grpo"),
+        choices=("sft", "grpo", "rank"),
         default="sft",
-        help="sft: stage 1 (LoRA SFT); grpo: stage 2 (GRPO with the video rewards)",
+        help="sft: stage 1 (LoRA SFT, or on a pairs_file); grpo: stage 2 (GRPO with the video "
+        "rewards); rank: best-of-n rewrites by the video rewards (a GRPO recipe), for SFT",
     )
     parser.add_argument(
         "--config", help="YAML recipe (recipes/enhancer_sft.yaml, recipes/enhancer_grpo.yaml)"

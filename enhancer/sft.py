@@ -86,6 +86,11 @@ class EnhancerSFTConfig:
     """(short, detailed) pairs per optimizer step."""
     data_seed: int = 0
     """Seed of the pairs; batch k is drawn from (data_seed, k)."""
+    pairs_file: str | None = None
+    """JSONL of `{"prompt", "target"}` pairs to train on (e.g. `ranked.jsonl` of a best-of-n
+    run, `enhancer.best_of_n`) instead of the synthetic (short, detailed) pairs."""
+    init_adapter: str | None = None
+    """LoRA adapter to continue from (e.g. the SFT stage's); None attaches a fresh one."""
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
             lr=1e-3, warmup_steps=5, decay="cosine", weight_decay=0.0, ema_decay=0.0
@@ -255,12 +260,26 @@ def run_enhancer_sft(config: EnhancerSFTConfig, run_dir: Path) -> SFTResult:
     recorded.write_text(json.dumps(recipe, indent=2))
     tokenizer = load_tokenizer(base)
     torch.manual_seed(config.loop.seed)  # LoRA A init; resume overwrites it with the saved state
-    model = attach_lora(load_causal_lm(base), config.lora)
+    if config.init_adapter is None:
+        model = attach_lora(load_causal_lm(base), config.lora)
+    else:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(
+            load_causal_lm(base), check_adapter_folder(config.init_adapter), is_trainable=True
+        )
     model.train()
     trainable = AdapterParameters(model)
 
+    file_pairs = load_pairs(Path(config.pairs_file)) if config.pairs_file else None
+
     def compute_loss(step: int, rng: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        batch = encode_pairs(tokenizer, sft_pairs(step, config.batch_size, config.data_seed))
+        pairs = (
+            sft_pairs(step, config.batch_size, config.data_seed)
+            if file_pairs is None
+            else pairs_of_step(file_pairs, step, config.batch_size, config.data_seed)
+        )
+        batch = encode_pairs(tokenizer, pairs)
         loss = target_loss(model, batch)
         return loss, {"target_tokens": float((batch["labels"] != IGNORE_INDEX).sum())}
 
@@ -272,9 +291,62 @@ def run_enhancer_sft(config: EnhancerSFTConfig, run_dir: Path) -> SFTResult:
     version = config.version or f"enhancer-sft-{result.step}"
     metrics = {"final_loss": result.last_metrics.get("loss"), "cpu_seconds": result.cpu_seconds}
     adapter = save_adapter(
-        model, run_dir / ADAPTER_DIR, version, base, recipe, result.step, metrics
+        model,
+        run_dir / ADAPTER_DIR,
+        version,
+        base,
+        recipe,
+        result.step,
+        metrics,
+        stage="enhancer-ranked-sft" if config.pairs_file else "enhancer-sft",
+        parent=config.init_adapter,
     )
     return SFTResult(adapter, result.step, result.cpu_seconds)
+
+
+def check_adapter_folder(folder: str) -> str:
+    """`folder` if it holds a peft adapter; ValueError naming `init_adapter` otherwise."""
+    if not (Path(folder) / "adapter_config.json").is_file():
+        raise ValueError(
+            f"init_adapter: {folder} has no adapter_config.json; give the `adapter` folder of a "
+            "`vpt train enhancer` run, or null for a fresh adapter"
+        )
+    return folder
+
+
+def load_pairs(path: Path) -> list[SFTPair]:
+    """(prompt, target) pairs from a JSONL file; ValueError naming the file and line if bad."""
+    if not path.is_file():
+        raise ValueError(f"pairs_file: {path} does not exist")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            pair = SFTPair(str(record["prompt"]), str(record["target"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"pairs_file: {path} line {number} is not a JSON object with 'prompt' and "
+                f"'target' ({error})"
+            ) from None
+        if not pair.prompt.strip() or not pair.target.strip():
+            raise ValueError(f"pairs_file: {path} line {number} has an empty prompt or target")
+        pairs.append(pair)
+    if not pairs:
+        raise ValueError(f"pairs_file: {path} holds no pairs")
+    return pairs
+
+
+def pairs_of_step(pairs: list[SFTPair], step: int, batch_size: int, seed: int) -> list[SFTPair]:
+    """Batch `step` of a fixed pair list (a pure function of its arguments): each epoch visits
+    every pair once, in an order drawn from (seed, epoch)."""
+    batch = []
+    for position in range(step * batch_size, (step + 1) * batch_size):
+        epoch, index = divmod(position, len(pairs))
+        order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
+        batch.append(pairs[int(order[index])])
+    return batch
 
 
 def check_resumable(recorded: Path, recipe: dict[str, Any]) -> None:

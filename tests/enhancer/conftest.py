@@ -50,3 +50,10 @@ def save_tiny_llm(folder: Path, smollm2_dir: Path, initializer_range: float = 0.
 def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 16-wide Llama (random weights) with SmolLM2's tokenizer and chat template."""
     return save_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def peaky_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 16-wide Llama whose large random init gives peaked next-token distributions
+    (so a few tokens are likely enough to be sampled and rewarded)."""
+    return save_tiny_llm(tmp_path_factory.mktemp("peaky_llm"), smollm2_dir, initializer_range=0.6)

@@ -30,7 +30,6 @@ from enhancer.grpo import (
 from enhancer.intent import RewriteLimits, RewriteVerdict, check_rewrite
 from enhancer.rewrite_reward import RewriteBatch, RewriteScores, VideoRewriteScorer
 from enhancer.sft import LoraSettings, attach_lora, save_adapter
-from tests.enhancer.conftest import save_tiny_llm
 from tests.tiny_models import tiny_generator
 from vpt.checkpoint import verify_checkpoint
 from vpt.config import ConfigError, load_config
@@ -42,13 +41,6 @@ from vpt.training.loop import LoopConfig, OptimConfig
 
 TOKEN_COUNT = 6
 """New tokens per rewrite in the runs of these tests."""
-
-
-@pytest.fixture(scope="module")
-def peaky_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 16-wide Llama whose large random init gives peaked next-token distributions
-    (so a few tokens are likely enough to be sampled and rewarded)."""
-    return save_tiny_llm(tmp_path_factory.mktemp("peaky_llm"), smollm2_dir, initializer_range=0.6)
 
 
 def test_sampler_log_probs_equal_the_training_forward_so_the_ratio_is_one(

@@ -140,3 +140,31 @@ def test_timestep_config_validation() -> None:
         TimestepSamplingConfig(logit_std=0.0)
     with pytest.raises(ValueError, match="batch_size"):
         sample_training_sigmas(0, TimestepSamplingConfig(), torch.Generator())
+
+
+def test_high_noise_band_takes_its_fraction_and_leaves_the_rest() -> None:
+    base = TimestepSamplingConfig(kind="logit_normal", shift=3.0)
+    mixed = TimestepSamplingConfig(
+        kind="logit_normal", shift=3.0, high_noise_fraction=0.4, high_noise_min=0.95
+    )
+    draws = sample_training_sigmas(200_000, mixed, torch.Generator().manual_seed(0))
+    plain = sample_training_sigmas(200_000, base, torch.Generator().manual_seed(0))
+    # Under the base density P(sigma >= 0.95) = P(N > logit(0.95 / 1.1)) ~ 3.2%, so the band holds
+    # 0.4 + 0.6 * 0.032 of the mixture; the draws are the base's where they are not redrawn.
+    expected_in_band = 0.4 + 0.6 * float((plain >= 0.95).float().mean())
+    assert abs(float((draws >= 0.95).float().mean()) - expected_in_band) < 0.005
+    assert float(draws.max()) < 1.0
+    unchanged = draws == plain
+    assert abs(float(unchanged.float().mean()) - 0.6) < 0.01
+
+
+def test_high_noise_band_off_is_bit_identical_and_validated() -> None:
+    config = TimestepSamplingConfig(kind="uniform", shift=3.0)
+    off = TimestepSamplingConfig(kind="uniform", shift=3.0, high_noise_fraction=0.0)
+    first = sample_training_sigmas(64, config, torch.Generator().manual_seed(3))
+    second = sample_training_sigmas(64, off, torch.Generator().manual_seed(3))
+    assert torch.equal(first, second)
+    with pytest.raises(ValueError, match="high_noise_fraction"):
+        TimestepSamplingConfig(high_noise_fraction=1.5)
+    with pytest.raises(ValueError, match="high_noise_min"):
+        TimestepSamplingConfig(high_noise_min=1.0)

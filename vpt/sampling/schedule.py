@@ -110,6 +110,12 @@ class TimestepSamplingConfig:
     """Mean m of the normal variable inside the sigmoid (logit_normal only)."""
     logit_std: float = 1.0
     """Standard deviation s of the normal variable inside the sigmoid (logit_normal only)."""
+    high_noise_fraction: float = 0.0
+    """Fraction of examples (each drawn independently) whose sigma is instead uniform on
+    [high_noise_min, 1): extra weight on the nearly-pure-noise levels where a sample's layout
+    and motion are decided (0 = off, and then the draws are exactly those of the density)."""
+    high_noise_min: float = 0.9
+    """Lower end of the high-noise band."""
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(TimestepDensity):
@@ -121,6 +127,16 @@ class TimestepSamplingConfig:
             raise ValueError(f"TimestepSamplingConfig.shift must be > 0, got {self.shift}")
         if not self.logit_std > 0:
             raise ValueError(f"TimestepSamplingConfig.logit_std must be > 0, got {self.logit_std}")
+        if not 0.0 <= self.high_noise_fraction <= 1.0:
+            raise ValueError(
+                "TimestepSamplingConfig.high_noise_fraction must be in [0, 1], got "
+                f"{self.high_noise_fraction}"
+            )
+        if not 0.0 <= self.high_noise_min < 1.0:
+            raise ValueError(
+                "TimestepSamplingConfig.high_noise_min must be in [0, 1), got "
+                f"{self.high_noise_min}"
+            )
 
 
 def _draw_uniform(
@@ -145,11 +161,20 @@ def sample_training_sigmas(
     """Draw `batch_size` fp32 sigmas strictly inside (0, 1) for the flow-matching loss.
 
     The unshifted sigma comes from `config.kind`, then `shift_sigmas(., config.shift)` is
-    applied and the result is clamped to [TRAINING_SIGMA_MARGIN, 1 - TRAINING_SIGMA_MARGIN].
+    applied, a `config.high_noise_fraction` of the examples is redrawn uniformly from the
+    high-noise band, and the result is clamped to
+    [TRAINING_SIGMA_MARGIN, 1 - TRAINING_SIGMA_MARGIN].
     The tensor lives on `generator.device`.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     unshifted_B = _DENSITIES[config.kind](batch_size, config, generator)
     sigmas_B = shift_sigmas(unshifted_B, config.shift)
+    if config.high_noise_fraction > 0:
+        device = generator.device
+        chosen_B = torch.rand(batch_size, generator=generator, device=device)
+        chosen_B = chosen_B < config.high_noise_fraction
+        band_B = torch.rand(batch_size, generator=generator, device=device)
+        high_B = config.high_noise_min + (1.0 - config.high_noise_min) * band_B
+        sigmas_B = torch.where(chosen_B, high_B, sigmas_B)
     return sigmas_B.clamp(TRAINING_SIGMA_MARGIN, 1 - TRAINING_SIGMA_MARGIN)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 VelocityModel = Callable[[Tensor, Tensor], Tensor]
@@ -40,12 +41,26 @@ def frame_sigmas(sigma: Tensor, frames: int) -> Tensor:
 
 
 def flow_matching_loss(
-    velocity_model: VelocityModel, x0_BCFHW: Tensor, noise_BCFHW: Tensor, sigma: Tensor
+    velocity_model: VelocityModel,
+    x0_BCFHW: Tensor,
+    noise_BCFHW: Tensor,
+    sigma: Tensor,
+    clean_first_frame_B: Tensor | None = None,
 ) -> Tensor:
     """Per-sample mean squared velocity error `(B,)`; average it for the training loss.
 
-    `sigma` is `(B,)` or `(B, T)`; the model receives it as given.
+    `sigma` is `(B,)` or `(B, T)`; the model receives it as given. Where `clean_first_frame_B`
+    (bool `(B,)`) is set, the first latent frame of the input is the clean `x0` frame (first-frame
+    conditioning by replacement, as in image-to-video) and is left out of that sample's loss.
     """
     x_sigma = noisy_latents(x0_BCFHW, noise_BCFHW, sigma)
+    if clean_first_frame_B is not None:
+        x_sigma = x_sigma.clone()
+        x_sigma[clean_first_frame_B, :, :1] = x0_BCFHW[clean_first_frame_B, :, :1].to(x_sigma.dtype)
     predicted = velocity_model(x_sigma, sigma)
-    return (predicted.float() - (noise_BCFHW - x0_BCFHW).float()).pow(2).flatten(1).mean(1)
+    error = (predicted.float() - (noise_BCFHW - x0_BCFHW).float()).pow(2)
+    if clean_first_frame_B is None:
+        return error.flatten(1).mean(1)
+    weight = torch.ones_like(error)
+    weight[clean_first_frame_B, :, :1] = 0.0
+    return (error * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)

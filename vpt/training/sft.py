@@ -62,6 +62,12 @@ class SFTConfig:
     """Training noise-level density."""
     frame_noise: FrameNoiseConfig = field(default_factory=FrameNoiseConfig)
     """Per-transformer-frame noise levels for a share of each batch (Diffusion Forcing)."""
+    first_frame_fraction: float = 0.0
+    """Share of each batch trained with its first latent frame given clean and left out of the
+    loss (first-frame conditioning by replacement, as in image-to-video). With one clean frame
+    the object's place is known but not its motion, so only the prompt tells the direction:
+    this is what binds the direction words (docs/generator.md). Sampling is unchanged (plain
+    text-to-video); 0 = off, and then a step is bit-identical to one without the option."""
     caption_dropout: float = 0.1
     """Probability of replacing a caption with the negative prompt (for CFG)."""
     batch_size: int = 32
@@ -76,6 +82,12 @@ class SFTConfig:
     """Held-out prompts per evaluation."""
     version: str | None = None
     """Version name of the produced checkpoint (default: derived from its content)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.first_frame_fraction <= 1.0:
+            raise ValueError(
+                f"first_frame_fraction must be in [0, 1], got {self.first_frame_fraction}"
+            )
 
 
 def build_generator(config: SFTConfig, device: str = "cpu") -> tuple[Generator, Manifest | None]:
@@ -120,7 +132,13 @@ def make_loss_fn(
             sigma = per_frame_sigmas(
                 sigma, transformer_frames, config.frame_noise, config.timesteps, rng
             )
-        losses = flow_matching_loss(lambda x, s: generator.velocity(x, s, text), x0, noise, sigma)
+        clean_first = None
+        if config.first_frame_fraction > 0:
+            clean_first = torch.rand(len(indices), generator=rng) < config.first_frame_fraction
+            clean_first = clean_first.to(x0.device)
+        losses = flow_matching_loss(
+            lambda x, s: generator.velocity(x, s, text), x0, noise, sigma, clean_first
+        )
         return losses.mean(), {}
 
     return compute_loss
@@ -188,13 +206,23 @@ def _check_resumable(saved_file: Path, config: SFTConfig) -> None:
     current = config_to_dict(config)
     defaults = config_to_dict(SFTConfig())
     changed = sorted(
-        key for key in current if key != "loop" and saved.get(key, defaults[key]) != current[key]
+        key
+        for key in current
+        if key != "loop"
+        and _with_defaults(saved.get(key, defaults[key]), defaults[key]) != current[key]
     )
     if changed:
         raise ValueError(
             f"{saved_file.parent} holds a run started with a different recipe (changed: "
             f"{', '.join(changed)}); use a new --run-dir, or the original config to resume"
         )
+
+
+def _with_defaults(saved: Any, default: Any) -> Any:
+    """`saved` with the keys it lacks (fields added to a nested config later) from `default`."""
+    if isinstance(saved, dict) and isinstance(default, dict):
+        return {**default, **{k: _with_defaults(v, default.get(k)) for k, v in saved.items()}}
+    return saved
 
 
 def _make_eval_hook(
