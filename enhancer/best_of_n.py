@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,12 @@ from enhancer.grpo import (
     load_policy,
     sample_rewrites,
     step_seed,
+    video_scorer,
 )
-from enhancer.rewrite_reward import RewriteBatch, RewriteScorer, VideoRewriteScorer
-from enhancer.sft import check_resumable
-from vpt.config import config_to_dict
+from enhancer.rewrite_reward import RewriteBatch, RewriteScorer
+from enhancer.sft import start_run_folder
 from vpt.generator import Generator
-from vpt.rewards.reward_set import build_reward_set
-from vpt.training.grpo_config import SHIPPED_MODEL, training_prompts
+from vpt.training.grpo_config import training_prompts
 from vpt.training.progress import ProgressLog
 
 RANKED_FILE = "ranked.jsonl"
@@ -65,10 +65,10 @@ class RankingResult:
     """Wall time of this invocation."""
 
 
-def batch_prompts(pool: list[str], config: EnhancerGRPOConfig, batch: int) -> list[str]:
+def batch_prompts(pool: Sequence[str], config: EnhancerGRPOConfig, batch: int) -> list[str]:
     """The user prompts of `batch`: the pool in order, `prompts_per_step` at a time."""
     start = batch * config.prompts_per_step
-    return pool[start : start + config.prompts_per_step]
+    return list(pool[start : start + config.prompts_per_step])
 
 
 def run_best_of_n(
@@ -97,11 +97,7 @@ def run_best_of_n(
             f"{len(pool)}; raise prompts.count or lower loop.steps"
         )
     base = ensure_base_model(config.base_model)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = config_to_dict(config)
-    recorded = run_dir / "config.json"
-    check_resumable(recorded, recipe)
-    recorded.write_text(json.dumps(recipe, indent=2))
+    start_run_folder(run_dir, config)
     out = run_dir / RANKED_FILE
     lines = out.read_text().splitlines() if out.is_file() else []
     done_batches = len(lines) // config.prompts_per_step
@@ -109,11 +105,7 @@ def run_best_of_n(
         lines = lines[: done_batches * config.prompts_per_step]
         out.write_text("".join(line + "\n" for line in lines))
     if scorer is None:
-        if generator is None:
-            from vpt.checkpoint import load_generator
-
-            generator = load_generator(config.generator or SHIPPED_MODEL).generator
-        scorer = VideoRewriteScorer(generator, build_reward_set(config.rewards), config)
+        scorer = video_scorer(config, generator)
     tokenizer = load_tokenizer(base)
     tokenizer.padding_side = "left"
     model = load_policy(config, base)

@@ -47,10 +47,10 @@ from enhancer.sft import (
     AdapterParameters,
     LoraSettings,
     attach_lora,
-    check_resumable,
+    check_adapter_folder,
     save_adapter,
+    start_run_folder,
 )
-from vpt.config import config_to_dict
 from vpt.generator import Generator
 from vpt.rewards.reward_set import RewardSetConfig, build_reward_set
 from vpt.training.grpo import (
@@ -315,13 +315,16 @@ def load_policy(config: EnhancerGRPOConfig, base: Path) -> Any:
 
 def check_init_adapter(config: EnhancerGRPOConfig) -> str:
     """The starting adapter folder; ValueError naming the field when it is not one."""
-    adapter = Path(str(config.init_adapter))
-    if not (adapter / "adapter_config.json").is_file():
-        raise ValueError(
-            f"init_adapter: {adapter} has no adapter_config.json; give the `adapter` folder of a "
-            "`vpt train enhancer` (SFT) run, or null for a fresh adapter"
-        )
-    return str(adapter)
+    return check_adapter_folder(str(config.init_adapter))
+
+
+def video_scorer(config: EnhancerGRPOConfig, generator: Generator | None) -> RewriteScorer:
+    """The rewrites' reward: the video rewards of `generator` (default: the configured one)."""
+    if generator is None:
+        from vpt.checkpoint import load_generator
+
+        generator = load_generator(config.generator or SHIPPED_MODEL).generator
+    return VideoRewriteScorer(generator, build_reward_set(config.rewards), config)
 
 
 def run_enhancer_grpo(
@@ -339,17 +342,9 @@ def run_enhancer_grpo(
     if config.init_adapter is not None:
         check_init_adapter(config)
     base = ensure_base_model(config.base_model)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = config_to_dict(config)
-    recorded = run_dir / "config.json"
-    check_resumable(recorded, recipe)
-    recorded.write_text(json.dumps(recipe, indent=2))
+    recipe = start_run_folder(run_dir, config)
     if scorer is None:
-        if generator is None:
-            from vpt.checkpoint import load_generator
-
-            generator = load_generator(config.generator or SHIPPED_MODEL).generator
-        scorer = VideoRewriteScorer(generator, build_reward_set(config.rewards), config)
+        scorer = video_scorer(config, generator)
     tokenizer = load_tokenizer(base)
     tokenizer.padding_side = "left"
     model = load_policy(config, base)

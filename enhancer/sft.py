@@ -253,11 +253,7 @@ class SFTResult:
 def run_enhancer_sft(config: EnhancerSFTConfig, run_dir: Path) -> SFTResult:
     """Train (or resume) a LoRA SFT run in `run_dir`; on completion save `run_dir/adapter`."""
     base = ensure_base_model(config.base_model)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = config_to_dict(config)
-    recorded = run_dir / "config.json"
-    check_resumable(recorded, recipe)
-    recorded.write_text(json.dumps(recipe, indent=2))
+    recipe = start_run_folder(run_dir, config)
     tokenizer = load_tokenizer(base)
     torch.manual_seed(config.loop.seed)  # LoRA A init; resume overwrites it with the saved state
     if config.init_adapter is None:
@@ -347,6 +343,17 @@ def pairs_of_step(pairs: list[SFTPair], step: int, batch_size: int, seed: int) -
         order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
         batch.append(pairs[int(order[index])])
     return batch
+
+
+def start_run_folder(run_dir: Path, config: Any) -> dict[str, Any]:
+    """Create `run_dir` (or check that it holds a run of the same recipe) and record the recipe;
+    returns it as a dict."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = config_to_dict(config)
+    recorded = run_dir / "config.json"
+    check_resumable(recorded, recipe)
+    recorded.write_text(json.dumps(recipe, indent=2))
+    return recipe
 
 
 def check_resumable(recorded: Path, recipe: dict[str, Any]) -> None:
