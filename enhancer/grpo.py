@@ -38,7 +38,7 @@ from torch import Tensor
 
 from enhancer.base_model import ensure_base_model
 from enhancer.chat import chat_messages
-from enhancer.embedded import load_causal_lm, load_tokenizer
+from enhancer.embedded import load_tokenizer
 from enhancer.intent import RewriteLimits
 from enhancer.rewrite_reward import RewriteBatch, RewriteScorer, RewriteScores, VideoRewriteScorer
 from enhancer.sft import (
@@ -46,10 +46,10 @@ from enhancer.sft import (
     IGNORE_INDEX,
     AdapterParameters,
     LoraSettings,
-    attach_lora,
     check_adapter_folder,
     save_adapter,
     start_run_folder,
+    trainable_adapter_model,
 )
 from vpt.generator import Generator
 from vpt.rewards.reward_set import RewardSetConfig, build_reward_set
@@ -305,12 +305,7 @@ class GRPOResult:
 def load_policy(config: EnhancerGRPOConfig, base: Path) -> Any:
     """The base LLM with a trainable LoRA adapter: the starting adapter, or a fresh one."""
     torch.manual_seed(config.loop.seed)  # a fresh adapter's init; resume overwrites it
-    model = load_causal_lm(base)
-    if config.init_adapter is None:
-        return attach_lora(model, config.lora)
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, check_init_adapter(config), is_trainable=True)
+    return trainable_adapter_model(base, config.init_adapter, config.lora)
 
 
 def check_init_adapter(config: EnhancerGRPOConfig) -> str:

@@ -256,14 +256,7 @@ def run_enhancer_sft(config: EnhancerSFTConfig, run_dir: Path) -> SFTResult:
     recipe = start_run_folder(run_dir, config)
     tokenizer = load_tokenizer(base)
     torch.manual_seed(config.loop.seed)  # LoRA A init; resume overwrites it with the saved state
-    if config.init_adapter is None:
-        model = attach_lora(load_causal_lm(base), config.lora)
-    else:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(
-            load_causal_lm(base), check_adapter_folder(config.init_adapter), is_trainable=True
-        )
+    model = trainable_adapter_model(base, config.init_adapter, config.lora)
     model.train()
     trainable = AdapterParameters(model)
 
@@ -298,6 +291,17 @@ def run_enhancer_sft(config: EnhancerSFTConfig, run_dir: Path) -> SFTResult:
         parent=config.init_adapter,
     )
     return SFTResult(adapter, result.step, result.cpu_seconds)
+
+
+def trainable_adapter_model(base: Path, init_adapter: str | None, lora: LoraSettings) -> Any:
+    """The base LLM with a trainable LoRA adapter: `init_adapter` (checked), or a fresh one
+    with `lora` (seed torch first: its init is random)."""
+    model = load_causal_lm(base)
+    if init_adapter is None:
+        return attach_lora(model, lora)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, check_adapter_folder(init_adapter), is_trainable=True)
 
 
 def check_adapter_folder(folder: str) -> str:
