@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -28,17 +27,8 @@ sys.path.insert(0, str(ROOT))
 from enhancer.embedded import EmbeddedBackend  # noqa: E402
 from enhancer.evaluation import IntentReport, evaluate_intent  # noqa: E402
 from enhancer.prompt_enhancer import EnhancerConfig, GenerationSettings, PromptEnhancer  # noqa: E402
+from vpt.eval.attributes import wilson_interval  # noqa: E402
 from vpt.eval.prompt_set import load_prompt_set  # noqa: E402
-
-
-def wilson_interval(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if total == 0:
-        return (math.nan, math.nan)
-    p = hits / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def describe(name: str, report: IntentReport) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import replace
@@ -27,18 +26,8 @@ sys.path.insert(0, str(ROOT))
 from vpt.checkpoint import load_generator  # noqa: E402
 from vpt.cli.main import DEFAULT_MODEL  # noqa: E402
 from vpt.config import config_to_dict  # noqa: E402
-from vpt.eval.attributes import evaluate_attributes, held_out_cases  # noqa: E402
+from vpt.eval.attributes import evaluate_attributes, held_out_cases, wilson_interval  # noqa: E402
 from vpt.world import save_preview_grid  # noqa: E402
-
-
-def wilson_interval(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if total == 0:
-        return (math.nan, math.nan)
-    p = hits / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def main() -> None:
@@ -51,6 +40,9 @@ def main() -> None:
     parser.add_argument("--out", default="docs/results/generator_quality.json")
     parser.add_argument("--grid", default="docs/images/generator_samples.png")
     parser.add_argument("--guidance", type=float, help="override the model's default CFG scale")
+    parser.add_argument(
+        "--anchor-steps", type=int, help="override the model's two-pass setting (0: one pass)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_generator(args.model)
@@ -61,6 +53,8 @@ def main() -> None:
     sampler = generator.config.sampler
     if args.guidance is not None:
         sampler = replace(sampler, guidance_scale=args.guidance)
+    if args.anchor_steps is not None:
+        sampler = replace(sampler, anchor_steps=args.anchor_steps)
     report = evaluate_attributes(generator, cases, sampler)
     seconds = time.perf_counter() - started
     attributes = {}
@@ -89,11 +83,9 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    if args.grid:
+    if args.grid and report.videos is not None:
         shown = min(12, len(cases))
-        videos = generator.generate(
-            [c.prompt for c in cases[:shown]], [c.seed for c in cases[:shown]]
-        )
+        videos = report.videos[:shown]
         Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
         save_preview_grid(list(videos), args.grid, captions=[c.prompt for c in cases[:shown]])
 

@@ -16,13 +16,13 @@ Shape legend: N rewrites of one step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from enhancer.intent import RewriteVerdict, check_rewrite
-from vpt.generator import Generator, SamplerSettings
+from vpt.generator import Generator
 from vpt.rewards.reward_set import RewardSet
 
 if TYPE_CHECKING:
@@ -137,9 +137,7 @@ class VideoRewriteScorer:
         sampler = None
         if self.config.generator_steps:
             default = self.generator.config.sampler
-            sampler = SamplerSettings(
-                self.config.generator_steps, default.shift, default.guidance_scale
-            )
+            sampler = replace(default, num_steps=self.config.generator_steps)
         videos = self.generator.generate(prompts, seeds, sampler, batch_size=self.batch_size)
         scores = self.rewards.score(videos, users)
         per_seed = self.config.video_seeds

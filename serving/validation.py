@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from serving.models import ResidentModel
 from serving.protos import pb, types_pb
@@ -114,10 +114,8 @@ def validate_generate(
         pb.PROMPT_ENHANCEMENT_ENABLED: True,
         pb.PROMPT_ENHANCEMENT_DISABLED: False,
     }[enhancement]
-    sampler = SamplerSettings(
-        num_steps=params.num_steps or defaults.num_steps,
-        shift=defaults.shift,
-        guidance_scale=guidance,
+    sampler = replace(
+        defaults, num_steps=params.num_steps or defaults.num_steps, guidance_scale=guidance
     )
     return ResolvedRequest(
         prompt=prompt,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def test_generate_writes_each_format(
         np.testing.assert_array_equal(video, expected)
 
 
+def test_generate_anchor_steps_flag_samples_in_two_passes(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "two_pass.npy"
+    argv = ["generate", "--prompt", "red circle moving left", "--seed", "4", "--out", str(out)]
+    code, _, _ = run(capsys, *argv, "--model", str(checkpoint), "--anchor-steps", "2")
+    assert code == 0
+    generator = tiny_generator()
+    sampler = dataclasses.replace(generator.config.sampler, anchor_steps=2)
+    expected = generator.generate(["red circle moving left"], [4], sampler)[0]
+    np.testing.assert_array_equal(read_video(out), expected)
+    assert not np.array_equal(expected, generator.generate(["red circle moving left"], [4])[0])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -60,6 +75,7 @@ def test_generate_writes_each_format(
         (["--seed", "-1"], "--seed -1"),
         (["--steps", "0"], "num_steps must be in 1..1000"),
         (["--guidance", "-2"], "guidance_scale"),
+        (["--anchor-steps", "-1"], "anchor_steps must be in 0..1000"),
         (["--prompt", "red circle dancing", "--strict"], "unknown word(s) 'dancing'"),
         (["--prompt", "red circle square", "--strict"], "conflicting words"),
     ],

@@ -38,10 +38,45 @@ def test_prompt_cache_survives_eviction_inside_one_batch(monkeypatch: pytest.Mon
     assert len(generator._text_cache) <= 4
 
 
+def test_two_pass_sampling_anchors_the_main_pass_on_the_first_pass_frame() -> None:
+    generator = tiny_generator()
+    prompts, seeds = ["red circle moving left", "blue square"], [3, 4]
+    one_pass = SamplerSettings(3, 3.0, 2.0)
+    first_pass = generator.generate_latents(prompts, seeds, SamplerSettings(2, 3.0, 2.0))
+    steps: list[int] = []
+    two_pass = generator.generate_latents(
+        prompts,
+        seeds,
+        dataclasses.replace(one_pass, anchor_steps=2),
+        on_step=lambda index, _x: steps.append(index),
+    )
+    assert steps == [0, 1, 2, 3, 4]  # both passes, counted on
+    assert torch.equal(two_pass[:, :, :1], first_pass[:, :, :1])
+    # The main pass is image-to-video from the seed's second noise draw, by hand:
+    text = generator.encode_prompts(prompts)
+    negative = generator.encode_prompts([generator.config.negative_prompt] * 2)
+    velocity = generator.guided_velocity_fn(text, negative, 2.0)
+    x = generator.initial_noise(seeds, draw=1)
+    assert not torch.equal(x, generator.initial_noise(seeds))
+    sigmas = generator_module.sampling_sigmas(3, 3.0)
+    for i in range(3):
+        x[:, :, :1] = first_pass[:, :, :1]
+        x = x + (sigmas[i + 1] - sigmas[i]) * velocity(x, sigmas[i].expand(2))
+    x[:, :, :1] = first_pass[:, :, :1]
+    torch.testing.assert_close(two_pass, x)
+    # anchor_steps 0 is the one-pass sampler, unchanged.
+    torch.testing.assert_close(
+        generator.generate_latents(prompts, seeds, one_pass),
+        generator.generate_latents(prompts, seeds, dataclasses.replace(one_pass, anchor_steps=0)),
+    )
+
+
 def test_bad_sampler_settings_are_rejected() -> None:
     generator = tiny_generator()
     with pytest.raises(ValueError, match="num_steps"):
         generator.generate(["red circle"], [0], SamplerSettings(0, 3.0, 1.0))
+    with pytest.raises(ValueError, match=r"anchor_steps must be in 0\.\.1000"):
+        generator.generate(["red circle"], [0], SamplerSettings(3, 3.0, 1.0, anchor_steps=-1))
     with pytest.raises(ValueError, match="2 prompts but 1 seeds"):
         generator.generate_latents(["a", "b"], [0])
 

@@ -144,3 +144,11 @@ def test_changed_recipe_refuses_to_reuse_a_run_folder(
     loop_only = tiny_sft_config(autoencoder_dir, steps=5)
     loop_only = replace(loop_only, loop=replace(loop_only.loop, log_every=1))
     assert run_sft(loop_only, tmp_path / "run") is not None
+    # So is changing the sampling defaults the checkpoint ships with: training never reads them.
+    sampler_only = tiny_sft_config(autoencoder_dir, steps=5)
+    generator = replace(
+        sampler_only.generator, sampler=replace(sampler_only.generator.sampler, anchor_steps=1)
+    )
+    checkpoint = run_sft(replace(sampler_only, generator=generator), tmp_path / "run")
+    assert checkpoint is not None
+    assert load_generator(checkpoint).generator.config.sampler.anchor_steps == 1

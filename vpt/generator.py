@@ -38,6 +38,12 @@ class SamplerSettings:
     """Timestep shift of the sampling schedule (Wan uses 3-5 for video)."""
     guidance_scale: float = 4.0
     """Classifier-free guidance scale; 1 disables the unconditional pass."""
+    anchor_steps: int = 0
+    """Two-pass sampling when > 0: a text-to-video pass of this many steps draws the video whose
+    first latent frame then anchors the main pass (`num_steps`, image-to-video from fresh noise
+    of the same seed; `vpt.sampling.sample_ode(first_frame=...)`). For models fine-tuned with
+    first-frame conditioning (SFT `first_frame_fraction`), which follow the prompt's motion
+    better from a given frame than from noise alone. 0 samples in one pass."""
 
     def validate(self) -> None:
         if not 1 <= self.num_steps <= 1000:
@@ -46,6 +52,10 @@ class SamplerSettings:
             raise ValueError(f"shift must be > 0, got {self.shift}")
         if not 0 <= self.guidance_scale <= 50:
             raise ValueError(f"guidance_scale must be in 0..50, got {self.guidance_scale}")
+        if not 0 <= self.anchor_steps <= 1000:
+            raise ValueError(
+                f"anchor_steps must be in 0..1000 (0: one pass), got {self.anchor_steps}"
+            )
 
 
 @dataclass(frozen=True)
@@ -140,12 +150,16 @@ class Generator:
             self._text_cache.update(zip(missing, encoded, strict=True))
         return torch.stack([self._text_cache[p] for p in prompts]).to(self.device)
 
-    def initial_noise(self, seeds: Sequence[int]) -> Tensor:
-        """Per-video Gaussian noise `(B, C, F, H, W)`, each from its own seed."""
+    def initial_noise(self, seeds: Sequence[int], draw: int = 0) -> Tensor:
+        """Per-video Gaussian noise `(B, C, F, H, W)`, each from its own seed; `draw` k is the
+        (k+1)-th draw of that seed's stream (two-pass sampling's second pass uses draw 1)."""
         shape = self.latent_shape()
-        noise = [
-            torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds
-        ]
+        noise = []
+        for seed in seeds:
+            stream = torch.Generator().manual_seed(int(seed))
+            for _ in range(draw + 1):
+                sample = torch.randn(shape, generator=stream)
+            noise.append(sample)
         return torch.stack(noise).to(self.device)
 
     def velocity(self, latents_BCFHW: Tensor, sigma: Tensor, text_BLD: Tensor) -> Tensor:
@@ -184,16 +198,36 @@ class Generator:
         sampler: SamplerSettings | None = None,
         on_step: Callable[[int, Tensor], None] | None = None,
     ) -> Tensor:
-        """Sample normalised latents for each (prompt, seed)."""
+        """Sample normalised latents for each (prompt, seed).
+
+        `on_step(i, x)` runs after every denoising step; with two-pass sampling
+        (`anchor_steps` > 0) i counts on across both passes (the main pass starts at
+        `anchor_steps`)."""
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         settings = sampler or self.config.sampler
         settings.validate()
         text = self.encode_prompts(prompts)
         negative = self.encode_prompts([self.config.negative_prompt] * len(prompts))
-        sigmas = sampling_sigmas(settings.num_steps, settings.shift).to(self.device)
         velocity_fn = self.guided_velocity_fn(text, negative, settings.guidance_scale)
-        return sample_ode(velocity_fn, self.initial_noise(seeds), sigmas, on_step=on_step)
+        sigmas = sampling_sigmas(settings.num_steps, settings.shift).to(self.device)
+        if not settings.anchor_steps:
+            return sample_ode(velocity_fn, self.initial_noise(seeds), sigmas, on_step=on_step)
+        anchor_sigmas = sampling_sigmas(settings.anchor_steps, settings.shift).to(self.device)
+        first_pass = sample_ode(velocity_fn, self.initial_noise(seeds), anchor_sigmas, on_step)
+        offset = settings.anchor_steps
+
+        def main_step(index: int, x: Tensor) -> None:
+            if on_step is not None:
+                on_step(offset + index, x)
+
+        return sample_ode(
+            velocity_fn,
+            self.initial_noise(seeds, draw=1),
+            sigmas,
+            on_step=main_step,
+            first_frame=first_pass[:, :, :1],
+        )
 
     @torch.no_grad()
     def decode(self, latents_BCFHW: Tensor) -> np.ndarray:

@@ -102,3 +102,22 @@ def test_on_step_is_called_in_order_and_an_exception_stops_sampling(point_mass_v
     with pytest.raises(CancelledError):
         sample_ode(counting_velocity, torch.ones(1, 3), sampling_sigmas(5, 1.0), cancel_after_two)
     assert len(calls) == 2
+
+
+def test_sample_ode_first_frame_is_held_clean_and_seen_at_every_step() -> None:
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn(2, 3, 4, 2, 2, generator=generator)
+    first = torch.randn(2, 3, 1, 2, 2, generator=generator)
+    seen: list[Tensor] = []
+
+    def velocity(x: Tensor, sigma: Tensor) -> Tensor:
+        seen.append(x[:, :, :1].clone())
+        return (x + x.mean(dim=2, keepdim=True)) * sigma.reshape(-1, 1, 1, 1, 1)  # mixes frames
+
+    out = sample_ode(velocity, noise, sampling_sigmas(3, 3.0), first_frame=first)
+    assert len(seen) == 3 and all(torch.equal(frame, first) for frame in seen)
+    assert torch.equal(out[:, :, :1], first)
+    plain = sample_ode(velocity, noise, sampling_sigmas(3, 3.0))
+    assert not torch.equal(out[:, :, 1:], plain[:, :, 1:])  # the later frames saw the anchor
+    with pytest.raises(ValueError, match="first_frame must be one latent frame"):
+        sample_ode(velocity, noise, sampling_sigmas(3, 3.0), first_frame=first[:, :, :, :1])

@@ -75,6 +75,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
             num_steps=args.steps if args.steps is not None else defaults.num_steps,
             shift=args.shift if args.shift is not None else defaults.shift,
             guidance_scale=args.guidance if args.guidance is not None else defaults.guidance_scale,
+            anchor_steps=(
+                args.anchor_steps if args.anchor_steps is not None else defaults.anchor_steps
+            ),
         )
         try:
             chosen.validate()
@@ -89,6 +92,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
         if args.guidance not in (None, 1.0):
             raise UsageError("--guidance: a distilled student samples without guidance (use 1)")
+        if args.anchor_steps not in (None, 0):
+            raise UsageError("--anchor-steps: a distilled student samples in one pass (use 0)")
         model = load_ar_generator(args.model)
         student = model.settings
         sampler = settings(SamplerSettings(student.num_steps, student.shift, 1.0))
@@ -259,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--steps", type=int, help="sampling steps (model default)")
     generate.add_argument("--guidance", type=float, help="CFG scale (model default)")
     generate.add_argument("--shift", type=float, help="schedule shift (model default)")
+    generate.add_argument(
+        "--anchor-steps",
+        type=int,
+        help="steps of a first text-to-video pass whose first frame anchors the main pass "
+        "(two-pass sampling; 0: one pass; model default)",
+    )
     generate.add_argument(
         "--strict", action="store_true", help="refuse prompts with unknown words instead of warning"
     )

@@ -8,6 +8,7 @@ combinations (`vpt.world.splits`), which training data never contains.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +30,16 @@ class EvalCase:
     prompt: str
     expected: PromptAttributes
     seed: int
+
+
+def wilson_interval(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    if total == 0:
+        return (math.nan, math.nan)
+    p = hits / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def held_out_cases(count: int, seed: int = 0, register: Register = "detailed") -> list[EvalCase]:

@@ -63,6 +63,7 @@ def sample_ode(
     noise: Tensor,
     sigmas: Tensor,
     on_step: StepCallback | None = None,
+    first_frame: Tensor | None = None,
 ) -> Tensor:
     """Integrate the flow ODE with Euler steps along `sigmas`, starting from `noise`.
 
@@ -70,12 +71,31 @@ def sample_ode(
     slice of it runs part of a trajectory (then `noise` is the latent at `sigmas[0]`).
     `on_step(i, x)` runs after step i (sigmas[i] -> sigmas[i + 1]); an exception raised there
     stops sampling and propagates. Returns the latent at `sigmas[-1]` in noise's dtype.
+
+    `first_frame` (B, C, 1, H, W), for video latents (B, C, F, H, W): image-to-video by
+    replacement, as Wan's image-to-video model is conditioned on a first frame; that clean
+    latent frame is written over frame 0 before every step and in the result, so the network
+    always sees it clean and only the other frames are integrated.
     """
+    if first_frame is not None and (
+        noise.ndim != 5 or first_frame.shape != (*noise.shape[:2], 1, *noise.shape[3:])
+    ):
+        raise ValueError(
+            f"first_frame must be one latent frame {(*noise.shape[:2], 1, *noise.shape[3:])} of "
+            f"the (B, C, F, H, W) latents {tuple(noise.shape)}, got {tuple(first_frame.shape)}"
+        )
     grid = sigma_grid_values(sigmas)
     x = noise
     for index, (sigma, sigma_next) in enumerate(itertools.pairwise(grid)):
+        if first_frame is not None:
+            x = _with_first_frame(x, first_frame)
         sigma_B = torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
         x = euler_step(x, velocity_fn(x, sigma_B), sigma, sigma_next)
         if on_step is not None:
             on_step(index, x)
-    return x
+    return x if first_frame is None else _with_first_frame(x, first_frame)
+
+
+def _with_first_frame(x_BCFHW: Tensor, first_BC1HW: Tensor) -> Tensor:
+    """`x` with its latent frame 0 replaced (a new tensor: autograd-safe)."""
+    return torch.cat([first_BC1HW.to(x_BCFHW.dtype), x_BCFHW[:, :, 1:]], dim=2)

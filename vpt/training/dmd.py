@@ -91,6 +91,8 @@ def teacher_trajectories(
     `sampler.num_steps` must be a multiple of the student's steps and `sampler.shift` its
     shift, so every student sigma is a point of the teacher's grid (checked).
     """
+    if sampler.anchor_steps:
+        raise ValueError("teacher trajectories are one-pass ODE paths: use anchor_steps=0")
     indices = stored_step_indices(student_sigmas, sampler.num_steps, sampler.shift)
     noise = teacher.initial_noise(seeds)
     stored: dict[int, Tensor] = {0: noise.clone()}

@@ -196,15 +196,20 @@ def run_sft(config: SFTConfig, run_dir: Path, device: str = "cpu") -> Path | Non
 def _check_resumable(saved_file: Path, config: SFTConfig) -> None:
     """Refuse to continue a run folder that was started with a different recipe.
 
-    Only `loop` (length, cadence, stop_after) may change between invocations: resuming with a
-    shorter `loop.steps` is how a run is stopped early at its last saved state. A field the
-    saved config lacks (added to vpt later) counts as its default.
+    Only `loop` (length, cadence, stop_after) and `generator.sampler` (the sampling defaults the
+    checkpoint ships with; training never reads them) may change between invocations: resuming
+    with a shorter `loop.steps` is how a run is stopped early at its last saved state. A field
+    the saved config lacks (added to vpt later) counts as its default.
     """
     if not saved_file.is_file():
         return
     saved = json.loads(saved_file.read_text())
     current = config_to_dict(config)
     defaults = config_to_dict(SFTConfig())
+    for recipe in (saved, current):
+        if isinstance(recipe.get("generator"), dict):
+            recipe["generator"] = {k: v for k, v in recipe["generator"].items() if k != "sampler"}
+    defaults["generator"].pop("sampler")
     changed = sorted(
         key
         for key in current
