@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="vpt/assets/models/shapes-default")
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=None, help="default: the checkpoint's")
+    parser.add_argument(
+        "--anchor-steps", type=int, default=None, help="two-pass setting; default: the checkpoint's"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-sampling", action="store_true", help="skip probe 1 (the slow one)")
     parser.add_argument("--mean-clips", type=int, default=1024, help="clean clips for probe 3")
@@ -61,6 +64,8 @@ def main() -> None:
     sampler = generator.config.sampler
     if args.guidance is not None:
         sampler = dataclasses.replace(sampler, guidance_scale=args.guidance)
+    if args.anchor_steps is not None:
+        sampler = dataclasses.replace(sampler, anchor_steps=args.anchor_steps)
     seeds = list(range(args.seeds))
     read: dict[str, list[str]] = {}
     for direction in DIRECTIONS if not args.no_sampling else ():
@@ -106,6 +111,7 @@ def main() -> None:
         "template": TEMPLATE,
         "seeds": len(seeds),
         "guidance_scale": sampler.guidance_scale,
+        "anchor_steps": sampler.anchor_steps,
         "direction_read_per_seed": per_seed,
         "direction_accuracy": round(correct / (4 * len(seeds)), 4) if read else None,
         "seeds_with_same_direction_for_all_four_prompts": same_for_all_prompts,

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,8 +27,25 @@ sys.path.insert(0, str(ROOT))
 from vpt.checkpoint import load_generator  # noqa: E402
 from vpt.cli.main import DEFAULT_MODEL  # noqa: E402
 from vpt.config import config_to_dict  # noqa: E402
-from vpt.eval.attributes import evaluate_attributes, held_out_cases, wilson_interval  # noqa: E402
+from vpt.eval.attributes import (  # noqa: E402
+    AttributeReport,
+    EvalCase,
+    evaluate_attributes,
+    held_out_cases,
+    wilson_interval,
+)
 from vpt.world import save_preview_grid  # noqa: E402
+
+
+def misses(report: AttributeReport, cases: list[EvalCase]) -> dict[str, dict[str, int]]:
+    """Per attribute, how often each wrong reading occurred: {"square->circle": 7, ...}."""
+    found: dict[str, Counter[str]] = {}
+    for case, detection in zip(cases, report.detections, strict=True):
+        for name in case.expected.mentioned:
+            asked, read = case.expected.get(name), detection.attributes.get(name)
+            if read != asked:
+                found.setdefault(name.value, Counter())[f"{asked}->{read}"] += 1
+    return {name: dict(counts.most_common()) for name, counts in sorted(found.items())}
 
 
 def main() -> None:
@@ -76,6 +94,7 @@ def main() -> None:
         "sampler": config_to_dict(sampler),
         "attributes": attributes,
         "all_correct": round(report.all_correct / report.cases, 4),
+        "misses": misses(report, cases),
         "seconds": round(seconds, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),
         "threads": args.threads,

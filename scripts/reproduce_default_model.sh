@@ -4,7 +4,9 @@
 #   2. flow-matching SFT of the Wan transformer over it    (recipes/shapes_sft.yaml)
 #   3. the first-frame-conditioned fine-tune that binds the direction words
 #      (recipes/shapes_sft_first_frame.yaml): 4,500 steps (run on a lent H100 for the shipped
-#      model; about 1.3 CPU-s a step here), then 2,600 more from that checkpoint (run on this CPU)
+#      model; about 1.3 CPU-s a step here), then 2,600 more from that checkpoint (run on this CPU:
+#      shapes-sft-v2), then 3,000 more from that one (this CPU: shapes-sft-v3, which ships with
+#      two-pass sampling, `generator.sampler.anchor_steps`, as its default)
 #   4. copy the checkpoint to vpt/assets/models/shapes-default
 # Each stage resumes from its run folder if interrupted; re-run the script to continue.
 # VPT_THREADS sets torch threads (default 2 here; use 1 on a loaded machine).
@@ -21,7 +23,11 @@ RUNS=${RUNS:-runs}
 .venv/bin/vpt train sft --config recipes/shapes_sft_first_frame.yaml --run-dir "$RUNS/sft_first_frame_cpu" \
   --set init_from="$RUNS/sft_first_frame_h100/checkpoint" --set loop.steps=2600 \
   --set optim.warmup_steps=50 --set eval_every=650
+.venv/bin/vpt train sft --config recipes/shapes_sft_first_frame.yaml --run-dir "$RUNS/sft_first_frame_cpu2" \
+  --set init_from="$RUNS/sft_first_frame_cpu/checkpoint" --set loop.steps=3000 \
+  --set optim.warmup_steps=50 --set eval_every=500 --set version=shapes-sft-v3 \
+  --set generator.sampler.anchor_steps=10
 rm -rf vpt/assets/models/shapes-default
 mkdir -p vpt/assets/models
-cp -r "$RUNS/sft_first_frame_cpu/checkpoint" vpt/assets/models/shapes-default
+cp -r "$RUNS/sft_first_frame_cpu2/checkpoint" vpt/assets/models/shapes-default
 .venv/bin/vpt info vpt/assets/models/shapes-default

@@ -51,3 +51,17 @@ def test_vpt_generate_writes_an_mp4_and_a_red_object(tmp_path: Path) -> None:
     command[-1] = str(mp4)
     assert subprocess.run(command, capture_output=True, timeout=300, check=False).returncode == 0
     assert read_video(mp4).shape[0] == 16
+
+
+def test_shipped_model_moves_the_object_the_way_the_prompt_says() -> None:
+    """Direction was the generator's weak point (docs/generator.md items 6-16); the default
+    sampler (two passes) must follow each of the four direction words on a fixed seed."""
+    from vpt.checkpoint import load_generator
+    from vpt.world.detector import detect
+
+    generator = load_generator(DEFAULT_MODEL).generator.eval()
+    assert generator.config.sampler.anchor_steps > 0
+    directions = ["left", "right", "up", "down"]
+    prompts = [f"a large red circle moving {d} quickly over a black background" for d in directions]
+    videos = generator.generate(prompts, [3] * len(prompts))
+    assert [str(detect(video).attributes.direction) for video in videos] == directions

@@ -151,4 +151,9 @@ def test_changed_recipe_refuses_to_reuse_a_run_folder(
     )
     checkpoint = run_sft(replace(sampler_only, generator=generator), tmp_path / "run")
     assert checkpoint is not None
-    assert load_generator(checkpoint).generator.config.sampler.anchor_steps == 1
+    loaded = load_generator(checkpoint)
+    assert loaded.generator.config.sampler.anchor_steps == 1
+    # A run finished again at its end still reports the loss it logged last.
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert loaded.manifest is not None
+    assert loaded.manifest.metrics["final_loss"] == [r["loss"] for r in logged if "loss" in r][-1]

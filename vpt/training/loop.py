@@ -8,6 +8,7 @@ step's data must be a pure function of `step`, which makes resume bit-exact.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -121,7 +122,7 @@ def train_loop(
         start_step, cpu_before = saved.step, float(saved.info.get("cpu_seconds", 0.0))
     progress = ProgressLog(run_dir, loop.steps, start_step, desc)
     cpu_start = time.process_time()
-    metrics: dict[str, float] = {}
+    metrics = _logged_loss(run_dir, start_step) if start_step else {}
     step = start_step
 
     def save(step: int) -> None:
@@ -178,3 +179,19 @@ def train_loop(
         progress.close()
     cpu_total = cpu_before + time.process_time() - cpu_start
     return LoopResult(step, step >= loop.steps, ema, cpu_total, metrics)
+
+
+def _logged_loss(run_dir: Path, step: int) -> dict[str, float]:
+    """The last loss logged at or before `step`, so a run resumed at its end still reports it."""
+    found: dict[str, float] = {}
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return found
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a kill
+            continue
+        if isinstance(record, dict) and "loss" in record and record.get("step", step + 1) <= step:
+            found = {"loss": float(record["loss"])}
+    return found
