@@ -249,6 +249,12 @@ def test_resume_equals_an_uninterrupted_run_and_the_manifest_names_the_parent(
     manifest = verify_checkpoint(straight.adapter)
     assert manifest.stage == "enhancer-grpo" and manifest.parent == str(start)
     assert manifest.version == "tiny-grpo" and manifest.steps == 4
+    # Finished again at its end (a resume that runs no step), it still reports its last metrics.
+    again = run_enhancer_grpo(config, tmp_path / "straight", scorer=scorer)
+    assert again.adapter is not None
+    refinished = verify_checkpoint(again.adapter).metrics
+    assert refinished["reward_mean"] is not None
+    assert refinished["reward_mean"] == manifest.metrics["reward_mean"]
     for step in (json.loads(line) for line in (tmp_path / "straight" / ROLLOUTS_FILE).open()):
         rewrites = step["rewrites"]
         assert [r["user"] for r in rewrites] == [rewrites[0]["user"]] * 6 + [

@@ -122,7 +122,7 @@ def train_loop(
         start_step, cpu_before = saved.step, float(saved.info.get("cpu_seconds", 0.0))
     progress = ProgressLog(run_dir, loop.steps, start_step, desc)
     cpu_start = time.process_time()
-    metrics = _logged_loss(run_dir, start_step) if start_step else {}
+    metrics = _logged_metrics(run_dir, start_step) if start_step else {}
     step = start_step
 
     def save(step: int) -> None:
@@ -181,8 +181,9 @@ def train_loop(
     return LoopResult(step, step >= loop.steps, ema, cpu_total, metrics)
 
 
-def _logged_loss(run_dir: Path, step: int) -> dict[str, float]:
-    """The last loss logged at or before `step`, so a run resumed at its end still reports it."""
+def _logged_metrics(run_dir: Path, step: int) -> dict[str, float]:
+    """The last training metrics (loss and the loss function's own) logged at or before `step`,
+    so a run resumed at its end still reports them."""
     found: dict[str, float] = {}
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
@@ -193,5 +194,12 @@ def _logged_loss(run_dir: Path, step: int) -> dict[str, float]:
         except json.JSONDecodeError:  # a line torn by a kill
             continue
         if isinstance(record, dict) and "loss" in record and record.get("step", step + 1) <= step:
-            found = {"loss": float(record["loss"])}
+            found = {
+                key: float(value)
+                for key, value in record.items()
+                if key not in _LOG_BOOKKEEPING and isinstance(value, int | float)
+            }
     return found
+
+
+_LOG_BOOKKEEPING = frozenset({"step", "time", "lr", "cpu_seconds"})
