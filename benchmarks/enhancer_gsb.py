@@ -4,7 +4,8 @@ user prompts and seeds, scored by the held-out judge against the *user's* prompt
     python benchmarks/enhancer_gsb.py --adapter runs/enhancer_sft/adapter    # the SFT enhancer
     python benchmarks/enhancer_gsb.py --adapter none --out docs/results/enhancer_gsb_base
 
-`--adapter none` is the honest baseline: the untrained instruct model as enhancer. Greedy
+`--adapter none` is the honest baseline: the untrained instruct model as enhancer; `--adapter
+suffix` is the rule-based one (`enhancer.suffix`: the user's prompt plus quality words). Greedy
 rewrites on the embedded backend; a rewrite the intent check rejects falls back to the user's
 prompt, exactly as in serving. Writes gsb.json, gsb.md, pairs.png and enhanced_prompts.json.
 """
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from enhancer.embedded import EmbeddedBackend  # noqa: E402
-from enhancer.prompt_enhancer import EnhancerConfig, PromptEnhancer  # noqa: E402
+from enhancer.prompt_enhancer import EnhancerConfig, PromptEnhancer, RewriteBackend  # noqa: E402
+from enhancer.suffix import DEFAULT_SUFFIX, SuffixBackend  # noqa: E402
 from enhancer.system import EnhancedSystem  # noqa: E402
 from vpt.cli.main import DEFAULT_MODEL  # noqa: E402
 from vpt.eval.comparison import compare_systems, save_pair_sheet  # noqa: E402
@@ -35,7 +37,9 @@ from vpt.eval.systems import load_systems  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--adapter", required=True, help="LoRA adapter folder, or `none`")
+    parser.add_argument(
+        "--adapter", required=True, help="LoRA adapter folder, `none` (untrained) or `suffix`"
+    )
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="generator checkpoint")
     parser.add_argument("--prompts", default="shapes_eval_v1")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
@@ -43,12 +47,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs/results/enhancer_gsb_sft"))
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("VPT_THREADS", "1")))
-    adapter = None if args.adapter == "none" else args.adapter
+    adapter = None if args.adapter in ("none", "suffix") else args.adapter
     prompt_set = load_prompt_set(args.prompts)
     prompts = list(prompt_set.prompts[: args.limit or None])
     (plain,) = load_systems([args.model])
-    enhancer = PromptEnhancer(EmbeddedBackend.load(None, adapter), EnhancerConfig(timeout_s=600))
-    label = f"{args.model} + enhancer({adapter or 'untrained SmolLM2'})"
+    if args.adapter == "suffix":
+        backend: RewriteBackend = SuffixBackend()
+        label = f"{args.model} + enhancer(suffix: {DEFAULT_SUFFIX!r})"
+    else:
+        backend = EmbeddedBackend.load(None, adapter)
+        label = f"{args.model} + enhancer({adapter or 'untrained SmolLM2'})"
+    enhancer = PromptEnhancer(backend, EnhancerConfig(timeout_s=600))
     enhanced = EnhancedSystem(enhancer, plain, name=label)
     started = time.monotonic()
     comparison = compare_systems(enhanced, plain, prompts, list(range(args.seeds)))

@@ -7,7 +7,9 @@
 #      model; about 1.3 CPU-s a step here), then 2,600 more from that checkpoint (run on this CPU:
 #      shapes-sft-v2), then 3,000 more from that one (this CPU: shapes-sft-v3, with two-pass
 #      sampling, `generator.sampler.anchor_steps`, as its default), then 1,500 steps with the
-#      learning rate decayed by a cosine (this CPU: shapes-sft-v4, the shipped default)
+#      learning rate decayed by a cosine (this CPU: shapes-sft-v4), then 2,000 steps on the
+#      curated clips only (clean, detailed captions) with the noise levels centred (logit-normal,
+#      shift 1) and a lower rate (this CPU: shapes-sft-v5, the shipped default)
 #   4. copy the checkpoint to vpt/assets/models/shapes-default
 # Each stage resumes from its run folder if interrupted; re-run the script to continue.
 # VPT_THREADS sets torch threads (default 2 here; use 1 on a loaded machine).
@@ -32,7 +34,12 @@ RUNS=${RUNS:-runs}
   --set init_from="$RUNS/sft_first_frame_cpu2/checkpoint" --set loop.steps=1500 \
   --set optim.decay=cosine --set optim.warmup_steps=50 --set optim.ema_decay=0.998 \
   --set eval_every=500 --set version=shapes-sft-v4 --set generator.sampler.anchor_steps=10
+.venv/bin/vpt train sft --config recipes/shapes_sft_first_frame.yaml --run-dir "$RUNS/sft_curated" \
+  --set init_from="$RUNS/sft_first_frame_anneal/checkpoint" --set data.curated=true \
+  --set loop.steps=2000 --set timesteps.shift=1.0 --set timesteps.high_noise_fraction=0.2 \
+  --set optim.lr=1.0e-4 --set optim.warmup_steps=50 --set optim.ema_decay=0.998 \
+  --set eval_every=100000 --set version=shapes-sft-v5 --set generator.sampler.anchor_steps=10
 rm -rf vpt/assets/models/shapes-default
 mkdir -p vpt/assets/models
-cp -r "$RUNS/sft_first_frame_anneal/checkpoint" vpt/assets/models/shapes-default
+cp -r "$RUNS/sft_curated/checkpoint" vpt/assets/models/shapes-default
 .venv/bin/vpt info vpt/assets/models/shapes-default

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.tiny_models import tiny_generator
-from vpt.generator import Generator
+from vpt.generator import Generator, SamplerSettings
 from vpt.sampling import euler_step, sampling_sigmas
 from vpt.training.grpo import PolicyLossConfig, clipped_policy_loss, tgr_weights
 from vpt.training.rollout import (
@@ -199,3 +199,68 @@ def test_loss_gradient_matches_finite_differences() -> None:
         parameter += h * direction
     assert analytic != 0
     assert (plus - minus) / (2 * h) == pytest.approx(analytic, rel=1e-5)
+
+
+TWO_PASS = RolloutConfig(group_size=GROUP, num_steps=6, guidance_scale=2.0, anchor_steps=3)
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_two_pass_rollouts_hold_the_anchor_frame_and_reproduce_their_log_prob(
+    generator: Generator, share_prefix: bool
+) -> None:
+    request = _request(share_prefix)
+    batch = run_rollouts(generator, request, TWO_PASS)
+    # Frame 0 of every row is its seed's anchor: the generator's own two-pass first frame.
+    sampler = SamplerSettings(
+        num_steps=TWO_PASS.num_steps,
+        shift=TWO_PASS.shift,
+        guidance_scale=TWO_PASS.guidance_scale,
+        anchor_steps=TWO_PASS.anchor_steps,
+    )
+    with torch.no_grad():
+        served = generator.generate_latents(request.prompts, request.noise_seeds, sampler)
+    torch.testing.assert_close(batch.latents[:, :, :1], served[:, :, :1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(batch.x[:, 0, :, :1], served[:, :, :1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(batch.x_next[:, 0, :, :1], served[:, :, :1], rtol=0, atol=1e-6)
+    # The explored step drew the other frames; the rows of a group differ there.
+    assert not torch.equal(batch.x_next[0, 0, :, 1:], batch.x_next[1, 0, :, 1:])
+    with torch.no_grad():
+        step = evaluate_policy(
+            generator,
+            batch.prompts,
+            batch.x[:, 0],
+            batch.x_next[:, 0],
+            batch.sigma[:, 0],
+            batch.sigma_next[:, 0],
+            TWO_PASS,
+        )
+    torch.testing.assert_close(
+        torch.exp(step.log_prob - batch.log_prob[:, 0]), torch.ones(6), rtol=0, atol=1e-6
+    )
+    assert step.mean.shape[2] == generator.latent_shape()[1] - 1
+    # One anchor pass per distinct initial noise.
+    anchors = 2 if share_prefix else 6
+    one_pass = run_rollouts(generator, request, CONFIG).velocity_evaluations
+    assert batch.velocity_evaluations == one_pass + anchors * TWO_PASS.anchor_steps
+
+
+def test_two_pass_log_prob_ignores_the_clean_frame(generator: Generator) -> None:
+    batch = run_rollouts(generator, _request(share_prefix=True), TWO_PASS)
+    moved = batch.x_next[:, 0].clone()
+    moved[:, :, 0] += 1.0
+    with torch.no_grad():
+        steps = [
+            evaluate_policy(
+                generator,
+                batch.prompts,
+                batch.x[:, 0],
+                x_next,
+                batch.sigma[:, 0],
+                batch.sigma_next[:, 0],
+                TWO_PASS,
+            )
+            for x_next in (batch.x_next[:, 0], moved)
+        ]
+    torch.testing.assert_close(steps[0].log_prob, steps[1].log_prob, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="anchor_steps must be >= 0"):
+        RolloutConfig(anchor_steps=-1)

@@ -8,6 +8,13 @@ log-prob and gradient scale are stored) and ODE steps after k, then is decoded t
 video for the rewards. `every_step` exploration is Flow-GRPO's (arXiv 2505.05470): an SDE step
 at every step but the last, all of them stored and trained.
 
+`anchor_steps` > 0 makes rollouts two-pass, as the generator samples with
+`SamplerSettings.anchor_steps`: a short ODE pass from each row's noise seed draws its first
+latent frame, and the explored main pass (from the seed's second draw) holds that frame clean at
+every step, so the SDE step, its log-prob and the policy's gradient cover the other frames. The
+anchor pass is part of the condition, like the prompt: it is not explored or trained, so the
+policy is trained on the distribution it is served with.
+
 `share_prefix` chooses how a group shares its trajectory: True gives one initial noise and one
 ODE prefix per prompt, the G rollouts branching at k by their own SDE noise (Flow-GRPO-Fast,
 DanceGRPO `init_same_noise`); False gives each rollout its own initial noise and shares only k
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -34,7 +41,7 @@ import torch
 from torch import Tensor
 
 from vpt.generator import Generator
-from vpt.sampling import SDEConfig, SDEStep, euler_step, sampling_sigmas, sde_step
+from vpt.sampling import SDEConfig, SDEStep, euler_step, sample_ode, sampling_sigmas, sde_step
 
 Exploration = Literal["single_step", "every_step"]
 
@@ -58,8 +65,13 @@ class RolloutConfig:
     caller gives the rows of a group equal or distinct noise seeds accordingly."""
     branch_fraction: float = 0.5
     """k is drawn uniformly from the first `branch_fraction` of the steps (the high-noise part)."""
+    anchor_steps: int = 0
+    """Two-pass rollouts: ODE steps of the pass that draws each row's clean first latent frame
+    (as `SamplerSettings.anchor_steps`); 0 samples in one pass."""
 
     def __post_init__(self) -> None:
+        if self.anchor_steps < 0:
+            raise ValueError(f"RolloutConfig.anchor_steps must be >= 0, got {self.anchor_steps}")
         if self.group_size < 2:
             raise ValueError(f"RolloutConfig.group_size must be >= 2, got {self.group_size}")
         if self.num_steps < 2:
@@ -214,12 +226,17 @@ def _sample(
     grid = [float(s) for s in sigmas.tolist()]
     text = generator.encode_prompts(request.prompts)
     negative = generator.encode_prompts([generator.config.negative_prompt] * len(request.prompts))
-    x = generator.initial_noise(request.noise_seeds)
     leader_N = _prefix_leaders(request)
     is_leader_N = leader_N == torch.arange(len(leader_N))
+    first, evaluations = None, 0
+    if config.anchor_steps:
+        first, evaluations = _anchor_frames(generator, request, text, negative, config, leader_N)
+    x = generator.initial_noise(request.noise_seeds, draw=1 if first is not None else 0)
+    if first is not None:
+        x = _with_first_frame(x, first)
     sde_rngs = [torch.Generator().manual_seed(seed) for seed in request.sde_seeds]
     stored: list[list[tuple[int, Tensor, SDEStep]]] = [[] for _ in request.prompts]
-    evaluations = 0
+    explored = slice(1, None) if first is not None else slice(None)
     for index in range(config.num_steps):
         sigma, sigma_next = grid[index], grid[index + 1]
         # Rows sharing a prefix are identical up to and including their branch step.
@@ -236,16 +253,23 @@ def _sample(
         v = v_rows[source_N.to(device)]
         is_stochastic_N = (branch_N == index) if exploration == "single_step" else None
         x_next = euler_step(x, v, sigma, sigma_next)
+        if first is not None:
+            x_next = _with_first_frame(x_next, first)
         for row in range(len(request.prompts)):
             if sigma_next == 0:
                 break
             if is_stochastic_N is not None and not bool(is_stochastic_N[row]):
                 continue
             step = sde_step(
-                x[row : row + 1], v[row : row + 1], sigma, sigma_next, config.sde, sde_rngs[row]
+                x[row : row + 1, :, explored],
+                v[row : row + 1, :, explored],
+                sigma,
+                sigma_next,
+                config.sde,
+                sde_rngs[row],
             )
-            stored[row].append((index, x[row], step))
-            x_next[row] = step.sample[0]
+            x_next[row, :, explored] = step.sample[0]
+            stored[row].append((index, x[row], replace(step, sample=x_next[row : row + 1].clone())))
         x = x_next
     counts = {len(steps) for steps in stored}
     if len(counts) != 1:
@@ -267,6 +291,34 @@ def _sample(
     )
 
 
+def _anchor_frames(
+    generator: Generator,
+    request: RolloutRequest,
+    text: Tensor,
+    negative: Tensor,
+    config: RolloutConfig,
+    leader_N: Tensor,
+) -> tuple[Tensor, int]:
+    """Each row's clean first latent frame (N, C, 1, H, W) from the ODE anchor pass over its
+    seed's first noise draw (once per shared prefix), and the network rows it evaluated."""
+    rows = torch.unique(leader_N)
+    noise = generator.initial_noise([request.noise_seeds[int(i)] for i in rows])
+    if noise.ndim != 5 or noise.shape[2] < 2:
+        raise ValueError(
+            f"anchor_steps needs video latents with at least 2 frames, got {tuple(noise.shape)}"
+        )
+    velocity_fn = generator.guided_velocity_fn(text[rows], negative[rows], config.guidance_scale)
+    sigmas = sampling_sigmas(config.anchor_steps, config.shift).to(generator.device)
+    anchor = sample_ode(velocity_fn, noise, sigmas)[:, :, :1]
+    position = torch.full((len(leader_N),), -1, dtype=torch.int64)
+    position[rows] = torch.arange(len(rows))
+    return anchor[position[leader_N].to(anchor.device)], len(rows) * config.anchor_steps
+
+
+def _with_first_frame(x_NCFHW: Tensor, first_NC1HW: Tensor) -> Tensor:
+    return torch.cat([first_NC1HW.to(x_NCFHW.dtype), x_NCFHW[:, :, 1:]], dim=2)
+
+
 def _per_row(stored: list[list[tuple[int, Tensor, SDEStep]]], name: str) -> Tensor:
     return torch.stack([torch.cat([getattr(s, name) for _, _, s in steps]) for steps in stored])
 
@@ -283,7 +335,9 @@ def evaluate_policy(
     """Log-prob of the stored `x_next` given `x` under the current weights, with gradients.
 
     Uses the rollout's guided velocity (CFG with both branches differentiable) and the one SDE
-    step implementation, so unchanged weights reproduce the rollout's log-prob.
+    step implementation, so unchanged weights reproduce the rollout's log-prob. With two-pass
+    rollouts (`config.anchor_steps` > 0) the stored latents carry the clean first frame, which
+    the step neither draws nor scores: the log-prob and mean cover frames 1 onwards.
     """
     text = generator.encode_prompts(prompts)
     negative = generator.encode_prompts([generator.config.negative_prompt] * len(prompts))
@@ -296,6 +350,12 @@ def evaluate_policy(
         negative,
         config.guidance_scale,
     )
+    explored = slice(1, None) if config.anchor_steps else slice(None)
     return sde_step(
-        x.to(device), v, sigma_N.to(device), sigma_next_N.to(device), config.sde, sample=x_next
+        x.to(device)[:, :, explored],
+        v[:, :, explored],
+        sigma_N.to(device),
+        sigma_next_N.to(device),
+        config.sde,
+        sample=x_next.to(device)[:, :, explored],
     )
