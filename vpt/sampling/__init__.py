@@ -9,6 +9,7 @@ from vpt.sampling.ode import (
     classifier_free_guidance,
     euler_step,
     sample_ode,
+    with_first_frame,
 )
 from vpt.sampling.schedule import (
     SigmaLike,
@@ -55,4 +56,5 @@ __all__ = [
     "sde_step",
     "shift_sigmas",
     "sigma_grid_values",
+    "with_first_frame",
 ]

@@ -88,14 +88,15 @@ def sample_ode(
     x = noise
     for index, (sigma, sigma_next) in enumerate(itertools.pairwise(grid)):
         if first_frame is not None:
-            x = _with_first_frame(x, first_frame)
+            x = with_first_frame(x, first_frame)
         sigma_B = torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
         x = euler_step(x, velocity_fn(x, sigma_B), sigma, sigma_next)
         if on_step is not None:
             on_step(index, x)
-    return x if first_frame is None else _with_first_frame(x, first_frame)
+    return x if first_frame is None else with_first_frame(x, first_frame)
 
 
-def _with_first_frame(x_BCFHW: Tensor, first_BC1HW: Tensor) -> Tensor:
-    """`x` with its latent frame 0 replaced (a new tensor: autograd-safe)."""
+def with_first_frame(x_BCFHW: Tensor, first_BC1HW: Tensor) -> Tensor:
+    """`x` with its latent frame 0 replaced by `first` (a new tensor: autograd-safe); the
+    image-to-video-by-replacement conditioning of `sample_ode` and two-pass GRPO rollouts."""
     return torch.cat([first_BC1HW.to(x_BCFHW.dtype), x_BCFHW[:, :, 1:]], dim=2)

@@ -41,7 +41,15 @@ import torch
 from torch import Tensor
 
 from vpt.generator import Generator
-from vpt.sampling import SDEConfig, SDEStep, euler_step, sample_ode, sampling_sigmas, sde_step
+from vpt.sampling import (
+    SDEConfig,
+    SDEStep,
+    euler_step,
+    sample_ode,
+    sampling_sigmas,
+    sde_step,
+    with_first_frame,
+)
 
 Exploration = Literal["single_step", "every_step"]
 
@@ -233,7 +241,7 @@ def _sample(
         first, evaluations = _anchor_frames(generator, request, text, negative, config, leader_N)
     x = generator.initial_noise(request.noise_seeds, draw=1 if first is not None else 0)
     if first is not None:
-        x = _with_first_frame(x, first)
+        x = with_first_frame(x, first)
     sde_rngs = [torch.Generator().manual_seed(seed) for seed in request.sde_seeds]
     stored: list[list[tuple[int, Tensor, SDEStep]]] = [[] for _ in request.prompts]
     explored = slice(1, None) if first is not None else slice(None)
@@ -254,7 +262,7 @@ def _sample(
         is_stochastic_N = (branch_N == index) if exploration == "single_step" else None
         x_next = euler_step(x, v, sigma, sigma_next)
         if first is not None:
-            x_next = _with_first_frame(x_next, first)
+            x_next = with_first_frame(x_next, first)
         for row in range(len(request.prompts)):
             if sigma_next == 0:
                 break
@@ -313,10 +321,6 @@ def _anchor_frames(
     position = torch.full((len(leader_N),), -1, dtype=torch.int64)
     position[rows] = torch.arange(len(rows))
     return anchor[position[leader_N].to(anchor.device)], len(rows) * config.anchor_steps
-
-
-def _with_first_frame(x_NCFHW: Tensor, first_NC1HW: Tensor) -> Tensor:
-    return torch.cat([first_NC1HW.to(x_NCFHW.dtype), x_NCFHW[:, :, 1:]], dim=2)
 
 
 def _per_row(stored: list[list[tuple[int, Tensor, SDEStep]]], name: str) -> Tensor:
