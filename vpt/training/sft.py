@@ -33,7 +33,7 @@ from vpt.models.text_encoder import TextEncoder
 from vpt.models.transformer import TransformerConfig, build_transformer, count_parameters
 from vpt.sampling import TimestepSamplingConfig, sample_training_sigmas
 from vpt.training.ema import EMA
-from vpt.training.flow_matching import flow_matching_loss
+from vpt.training.flow_matching import flow_matching_loss, foreground_weights
 from vpt.training.frame_noise import FrameNoiseConfig, per_frame_sigmas
 from vpt.training.latent_data import LatentDataConfig, LatentDataset, build_latent_dataset
 from vpt.training.loop import LoopConfig, OptimConfig, train_loop
@@ -68,6 +68,12 @@ class SFTConfig:
     the object's place is known but not its motion, so only the prompt tells the direction:
     this is what binds the direction words (docs/generator.md). Sampling is unchanged (plain
     text-to-video); 0 = off, and then a step is bit-identical to one without the option."""
+    object_weight: float = 1.0
+    """Loss weight of latent positions that show the object (`foreground_weights`); 1 = off,
+    and then a step is bit-identical to one without the option."""
+    object_threshold: float = 2.0
+    """Latent distance from the frame's background median above which a position counts as
+    object (normalised latent units; with the default autoencoder about 18% of positions)."""
     caption_dropout: float = 0.1
     """Probability of replacing a caption with the negative prompt (for CFG)."""
     batch_size: int = 32
@@ -88,6 +94,10 @@ class SFTConfig:
             raise ValueError(
                 f"first_frame_fraction must be in [0, 1], got {self.first_frame_fraction}"
             )
+        if self.object_weight < 1.0:
+            raise ValueError(f"object_weight must be >= 1 (1 = off), got {self.object_weight}")
+        if self.object_threshold <= 0.0:
+            raise ValueError(f"object_threshold must be > 0, got {self.object_threshold}")
 
 
 def build_generator(config: SFTConfig, device: str = "cpu") -> tuple[Generator, Manifest | None]:
@@ -136,8 +146,11 @@ def make_loss_fn(
         if config.first_frame_fraction > 0:
             clean_first = torch.rand(len(indices), generator=rng) < config.first_frame_fraction
             clean_first = clean_first.to(x0.device)
+        weight = None
+        if config.object_weight != 1.0:
+            weight = foreground_weights(x0, config.object_weight, config.object_threshold)
         losses = flow_matching_loss(
-            lambda x, s: generator.velocity(x, s, text), x0, noise, sigma, clean_first
+            lambda x, s: generator.velocity(x, s, text), x0, noise, sigma, clean_first, weight
         )
         return losses.mean(), {}
 
