@@ -44,9 +44,20 @@ def main() -> None:
     parser.add_argument("--prompts", default="shapes_eval_v1")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument(
+        "--resample-attempts",
+        type=int,
+        default=EnhancerConfig.resample_attempts,
+        help="sampled re-asks after a rejected rewrite (0: one greedy rewrite; the figures "
+        "docs/enhancer.md gives before its section on resampling were measured so)",
+    )
+    parser.add_argument(
+        "--sampling-seed", type=int, default=0, help="torch seed of the resampled rewrites"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs/results/enhancer_gsb_sft"))
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("VPT_THREADS", "1")))
+    torch.manual_seed(args.sampling_seed)
     adapter = None if args.adapter in ("none", "suffix") else args.adapter
     prompt_set = load_prompt_set(args.prompts)
     prompts = list(prompt_set.prompts[: args.limit or None])
@@ -57,7 +68,9 @@ def main() -> None:
     else:
         backend = EmbeddedBackend.load(None, adapter)
         label = f"{args.model} + enhancer({adapter or 'untrained SmolLM2'})"
-    enhancer = PromptEnhancer(backend, EnhancerConfig(timeout_s=600))
+    enhancer = PromptEnhancer(
+        backend, EnhancerConfig(timeout_s=600, resample_attempts=args.resample_attempts)
+    )
     enhanced = EnhancedSystem(enhancer, plain, name=label)
     started = time.monotonic()
     comparison = compare_systems(enhanced, plain, prompts, list(range(args.seeds)))

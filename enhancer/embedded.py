@@ -107,15 +107,18 @@ class EmbeddedBackend:
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     @torch.no_grad()
-    def rewrite(self, prompts: Sequence[str], timeout_s: float) -> list[str | BackendError]:
+    def rewrite(
+        self, prompts: Sequence[str], timeout_s: float, temperature: float | None = None
+    ) -> list[str | BackendError]:
         inputs = self.encode_chats(prompts)
+        temperature = self.settings.temperature if temperature is None else temperature
         sampling: dict[str, Any] = (
             {
                 "do_sample": True,
-                "temperature": self.settings.temperature,
+                "temperature": temperature,
                 "top_p": self.settings.top_p,
             }
-            if self.settings.temperature > 0
+            if temperature > 0
             else {"do_sample": False}
         )
         started = time.monotonic()

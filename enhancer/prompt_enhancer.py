@@ -2,7 +2,9 @@
 
 A backend (embedded transformers + peft, or a vLLM OpenAI-compatible server) proposes a rewrite;
 the enhancer cleans it, checks format limits and intent preservation (`vpt.prompt_rewriting`), and
-falls back to the user's own prompt when the backend fails, times out or the rewrite is rejected.
+asks again with sampling (`resample_attempts`, within the same time budget) when a rewrite is
+rejected, and falls back to the user's own prompt when the backend fails, times out or no
+rewrite is accepted.
 It never raises for a backend problem: the caller always gets a prompt to generate from, and
 `EnhancedPrompt` says what happened.
 """
@@ -11,10 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from vpt.prompt_rewriting import RewriteLimits, check_rewrite, validate_prompt
+from vpt.prompt_rewriting import RewriteLimits, RewriteVerdict, check_rewrite, validate_prompt
 
 
 class BackendError(RuntimeError):
@@ -36,9 +38,13 @@ class RewriteBackend(Protocol):
         """Name of the LoRA adapter in use, or None for the base model."""
         ...
 
-    def rewrite(self, prompts: Sequence[str], timeout_s: float) -> list[str | BackendError]:
+    def rewrite(
+        self, prompts: Sequence[str], timeout_s: float, temperature: float | None = None
+    ) -> list[str | BackendError]:
         """Raw rewrites of `prompts`, in order; a prompt whose request failed gets its error in
-        place of the text. Raises `BackendTimeoutError`/`BackendError` when the whole call fails."""
+        place of the text. Raises `BackendTimeoutError`/`BackendError` when the whole call fails.
+        `temperature` overrides the backend's decoding temperature for this call (None: its
+        own settings)."""
         ...
 
 
@@ -93,11 +99,26 @@ class EnhancerConfig:
     limits: RewriteLimits = field(default_factory=RewriteLimits)
     """Format and length limits of an accepted rewrite."""
     timeout_s: float = 10.0
-    """Wall-clock budget for one enhance call; past it the user's prompt is used."""
+    """Wall-clock budget for one enhance call, resampling included; past it the user's prompt
+    is used."""
+    resample_attempts: int = 3
+    """Further rewrites asked for, one at a time, when a rewrite is rejected (dropped or
+    contradicted an attribute, broke a format limit), sampled at `resample_temperature`; the
+    first accepted one is used. 0 = one rewrite only. A failed or timed-out backend call is not
+    retried here (see `VLLMEndpoint.retries` for connection errors)."""
+    resample_temperature: float = 0.7
+    """Sampling temperature of those further attempts (the first rewrite uses `generation`)."""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.resample_attempts < 0:
+            raise ValueError(f"resample_attempts must be >= 0, got {self.resample_attempts}")
+        if self.resample_temperature <= 0:
+            raise ValueError(
+                f"resample_temperature must be > 0 (resampling must sample), got "
+                f"{self.resample_temperature}"
+            )
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,8 @@ class EnhancedPrompt:
     """Whether the user's prompt is used because no acceptable rewrite came back."""
     reason: str | None = None
     """Why it fell back (timeout, backend error, rejected rewrite), or None."""
+    attempts: int = 1
+    """Rewrites the backend was asked for (1 + resampled attempts after rejections)."""
 
 
 class PromptEnhancer:
@@ -141,34 +164,70 @@ class PromptEnhancer:
             raise ValueError("enhance_batch needs at least one prompt")
         users = [validate_prompt(p) for p in prompts]
         started = time.monotonic()
-        outcomes: list[str | BackendError]
+        outcomes = self._ask(users, self.config.timeout_s, None)
+        attempts = [1] * len(users)
+        verdicts: list[RewriteVerdict | BackendError] = [
+            outcome if isinstance(outcome, BackendError) else self._check(user, outcome)
+            for user, outcome in zip(users, outcomes, strict=True)
+        ]
+        for _ in range(self.config.resample_attempts):
+            pending = [
+                i
+                for i, verdict in enumerate(verdicts)
+                if isinstance(verdict, RewriteVerdict) and not verdict.is_accepted
+            ]
+            remaining = self.config.timeout_s - (time.monotonic() - started)
+            if not pending or remaining <= 0:
+                break
+            again = self._ask(
+                [users[i] for i in pending], remaining, self.config.resample_temperature
+            )
+            for i, outcome in zip(pending, again, strict=True):
+                if isinstance(outcome, BackendError):
+                    continue  # keep the rejected rewrite and its reason
+                attempts[i] += 1
+                verdicts[i] = self._check(users[i], outcome)
+        latency = time.monotonic() - started
+        results = []
+        for user, verdict, tries in zip(users, verdicts, attempts, strict=True):
+            if isinstance(verdict, BackendError):
+                results.append(self._fallback(user, None, latency, describe_failure(verdict)))
+            elif not verdict.is_accepted:
+                results.append(
+                    replace(
+                        self._fallback(user, verdict.text, latency, verdict.reason),
+                        attempts=tries,
+                    )
+                )
+            else:
+                results.append(
+                    EnhancedPrompt(
+                        user_prompt=user,
+                        prompt=verdict.text,
+                        rewrite=verdict.text,
+                        backend=self.backend.name,
+                        adapter=self.backend.adapter,
+                        latency_s=latency,
+                        fell_back=False,
+                        attempts=tries,
+                    )
+                )
+        return results
+
+    def _ask(
+        self, users: list[str], timeout_s: float, temperature: float | None
+    ) -> list[str | BackendError]:
+        """One backend call; a failure of the whole call becomes every prompt's error."""
         try:
-            outcomes = self.backend.rewrite(users, self.config.timeout_s)
+            outcomes = self.backend.rewrite(users, timeout_s, temperature)
             if len(outcomes) != len(users):
                 raise BackendError(f"backend returned {len(outcomes)} rewrites for {len(users)}")
         except BackendError as error:
-            outcomes = [error] * len(users)
-        latency = time.monotonic() - started
-        results = []
-        for user, outcome in zip(users, outcomes, strict=True):
-            if isinstance(outcome, BackendError):
-                results.append(self._fallback(user, None, latency, describe_failure(outcome)))
-                continue
-            verdict = check_rewrite(user, outcome, self.config.limits)
-            if not verdict.is_accepted:
-                results.append(self._fallback(user, verdict.text, latency, verdict.reason))
-                continue
-            accepted = EnhancedPrompt(
-                user_prompt=user,
-                prompt=verdict.text,
-                rewrite=verdict.text,
-                backend=self.backend.name,
-                adapter=self.backend.adapter,
-                latency_s=latency,
-                fell_back=False,
-            )
-            results.append(accepted)
-        return results
+            return [error] * len(users)
+        return outcomes
+
+    def _check(self, user: str, rewrite: str) -> RewriteVerdict:
+        return check_rewrite(user, rewrite, self.config.limits)
 
     def _fallback(
         self, user: str, rewrite: str | None, latency: float, reason: str | None

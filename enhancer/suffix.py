@@ -32,5 +32,8 @@ class SuffixBackend:
     def adapter(self) -> str | None:
         return None
 
-    def rewrite(self, prompts: Sequence[str], timeout_s: float) -> list[str | BackendError]:
+    def rewrite(
+        self, prompts: Sequence[str], timeout_s: float, temperature: float | None = None
+    ) -> list[str | BackendError]:
+        """The same rewrite at any temperature: the rule is deterministic."""
         return [f"{prompt.strip().rstrip(' ,.;:')}, {self.suffix}" for prompt in prompts]

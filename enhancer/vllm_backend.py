@@ -54,24 +54,31 @@ class VLLMBackend:
     def close(self) -> None:
         self._client.close()
 
-    def rewrite(self, prompts: Sequence[str], timeout_s: float) -> list[str | BackendError]:
+    def rewrite(
+        self, prompts: Sequence[str], timeout_s: float, temperature: float | None = None
+    ) -> list[str | BackendError]:
+        temperature = self.settings.temperature if temperature is None else temperature
         if len(prompts) == 1:
-            return [self._complete_or_error(prompts[0], timeout_s)]
+            return [self._complete_or_error(prompts[0], timeout_s, temperature)]
         with ThreadPoolExecutor(min(MAX_CONCURRENT, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._complete_or_error(p, timeout_s), prompts))
+            return list(
+                pool.map(lambda p: self._complete_or_error(p, timeout_s, temperature), prompts)
+            )
 
-    def _complete_or_error(self, prompt: str, timeout_s: float) -> str | BackendError:
+    def _complete_or_error(
+        self, prompt: str, timeout_s: float, temperature: float
+    ) -> str | BackendError:
         try:
-            return self._complete(prompt, timeout_s)
+            return self._complete(prompt, timeout_s, temperature)
         except BackendError as error:
             return error
 
-    def _complete(self, prompt: str, timeout_s: float) -> str:
+    def _complete(self, prompt: str, timeout_s: float, temperature: float) -> str:
         body: dict[str, Any] = {
             "model": self.model_name,
             "messages": chat_messages(prompt),
             "max_tokens": self.settings.max_new_tokens,
-            "temperature": self.settings.temperature,
+            "temperature": temperature,
             "top_p": self.settings.top_p,
         }
         answer = self._post("/v1/chat/completions", body, timeout_s)

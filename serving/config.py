@@ -139,6 +139,11 @@ class EnhancementConfig:
     """The server the `openai` backend asks."""
     limits: RewriteLimits = field(default_factory=RewriteLimits)
     """Length limits of an accepted rewrite (it must also keep every attribute the user gave)."""
+    resample_attempts: int = 3
+    """Further rewrites asked for, sampled at `resample_temperature`, when one is rejected
+    (within `timeout_seconds`); 0 = one rewrite, then the user's prompt."""
+    resample_temperature: float = 0.7
+    """Sampling temperature of those further attempts."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,10 @@ class ServeConfig:
             problems.append("events.timeout_seconds: must be in (0, 600]")
         if not 0 < self.enhancement.timeout_seconds <= 600:
             problems.append("enhancement.timeout_seconds: must be in (0, 600]")
+        if not 0 <= self.enhancement.resample_attempts <= 10:
+            problems.append("enhancement.resample_attempts: must be in 0..10")
+        if self.enhancement.resample_temperature <= 0:
+            problems.append("enhancement.resample_temperature: must be > 0")
         if self.enhancement.backend == "openai":
             problems += openai_problems(self.enhancement.openai)
         if problems:

@@ -5,7 +5,8 @@ out. `EnhancementHook.enhance` calls it under a timeout and decides what the gen
 
 - `enhanced`: the cleaned rewrite passed the format limits and the intent check
   (`vpt.prompt_rewriting.check_rewrite`: every attribute the user stated is kept, nothing
-  contradicts), and differs from the user's prompt;
+  contradicts), and differs from the user's prompt; a rejected rewrite is asked for again,
+  sampled, up to `resample_attempts` times within the same time budget;
 - the user's own prompt otherwise, labelled `unchanged`, `rejected` (the rewrite dropped or
   contradicted an attribute, or broke the length/format limits), `timeout`, `error`, `empty`
   or `disabled`.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -59,7 +60,10 @@ class PromptEnhancer(Protocol):
     """Rewrites a user prompt into the model's caption register (raw text; the hook cleans and
     checks it)."""
 
-    async def enhance(self, prompt: str) -> str: ...
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
+        """The raw rewrite of `prompt`; `temperature` overrides the client's decoding
+        temperature (the hook samples again at a set temperature after a rejection)."""
+        ...
 
 
 class EnhancerError(RuntimeError):
@@ -69,7 +73,7 @@ class EnhancerError(RuntimeError):
 class IdentityEnhancer:
     """A stand-in enhancer that returns the prompt unchanged (wiring tests, local use)."""
 
-    async def enhance(self, prompt: str) -> str:
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
         return prompt
 
     async def close(self) -> None:
@@ -126,22 +130,24 @@ class OpenAIChatEnhancer:
             return {"Authorization": f"Bearer {self.endpoint.api_key}"}
         return {}
 
-    def request_body(self, prompt: str) -> dict[str, Any]:
+    def request_body(self, prompt: str, temperature: float | None = None) -> dict[str, Any]:
         """The chat-completions request asking for a rewrite of `prompt`."""
         return {
             "model": self.endpoint.model,
             "messages": chat_messages(prompt),
             "max_tokens": self.endpoint.max_tokens,
-            "temperature": self.endpoint.temperature,
+            "temperature": self.endpoint.temperature if temperature is None else temperature,
         }
 
-    async def enhance(self, prompt: str) -> str:
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 timeout=self.endpoint.timeout_seconds, headers=self._headers()
             )
         try:
-            response = await self._client.post(self.url, json=self.request_body(prompt))
+            response = await self._client.post(
+                self.url, json=self.request_body(prompt, temperature)
+            )
         except httpx.TimeoutException as error:
             raise TimeoutError(
                 f"{self.url} did not answer within {self.endpoint.timeout_seconds} s"
@@ -205,6 +211,8 @@ class EnhancedPrompt:
     """Time spent in the hook."""
     reason: str | None = None
     """Why the user's prompt is used (rejection reason, error), or None."""
+    attempts: int = 1
+    """Rewrites asked of the enhancer (1 + resampled attempts after rejections)."""
 
 
 class EnhancementHook:
@@ -215,12 +223,20 @@ class EnhancementHook:
         enhancer: PromptEnhancer | None,
         timeout_seconds: float,
         limits: RewriteLimits | None = None,
+        resample_attempts: int = 0,
+        resample_temperature: float = 0.7,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        if resample_attempts < 0:
+            raise ValueError(f"resample_attempts must be >= 0, got {resample_attempts}")
+        if resample_temperature <= 0:
+            raise ValueError(f"resample_temperature must be > 0, got {resample_temperature}")
         self.enhancer = enhancer
         self.timeout_seconds = timeout_seconds
         self.limits = limits if limits is not None else RewriteLimits()
+        self.resample_attempts = resample_attempts
+        self.resample_temperature = resample_temperature
 
     async def enhance(self, prompt: str, is_requested: bool) -> EnhancedPrompt:
         loop = asyncio.get_running_loop()
@@ -234,7 +250,26 @@ class EnhancementHook:
             return self._fall_back(prompt, "timeout", started, reason)
         except Exception as error:  # any enhancer failure falls back to the user's prompt
             return self._fall_back(prompt, "error", started, f"{type(error).__name__}: {error}")
-        seconds = loop.time() - started
+        result = self._judge(prompt, answer, started)
+        attempts = 1
+        while result.result == "rejected" and attempts <= self.resample_attempts:
+            remaining = self.timeout_seconds - (loop.time() - started)
+            if remaining <= 0:
+                break
+            try:
+                answer = await asyncio.wait_for(
+                    self.enhancer.enhance(prompt, self.resample_temperature), remaining
+                )
+            except Exception as error:  # the rejection stands; the user's prompt is used
+                log.info("enhancer resample failed: %s: %s", type(error).__name__, error)
+                break
+            attempts += 1
+            result = self._judge(prompt, answer, started)
+        return replace(result, attempts=attempts)
+
+    def _judge(self, prompt: str, answer: object, started: float) -> EnhancedPrompt:
+        """What one answer of the enhancer makes the generator see."""
+        seconds = asyncio.get_running_loop().time() - started
         if not isinstance(answer, str) or not answer.strip():
             return EnhancedPrompt(prompt, "empty", seconds, "the enhancer answered nothing")
         if answer.strip() == prompt.strip():

@@ -108,7 +108,11 @@ class ServingApp:
         if enhancer is None:
             enhancer = build_enhancer(config.enhancement)
         self.enhancement = EnhancementHook(
-            enhancer, config.enhancement.timeout_seconds, config.enhancement.limits
+            enhancer,
+            config.enhancement.timeout_seconds,
+            config.enhancement.limits,
+            config.enhancement.resample_attempts,
+            config.enhancement.resample_temperature,
         )
         for result in ENHANCEMENT_RESULTS:  # every series exists from the start, at 0
             self.metrics.enhancement.labels(result)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 
 from enhancer.embedded import EmbeddedBackend, load_causal_lm, load_tokenizer
 from enhancer.prompt_enhancer import (
+    BackendError,
     EnhancerConfig,
     GenerationSettings,
     PromptEnhancer,
@@ -122,6 +123,58 @@ def test_vllm_backend_falls_back_on_contradiction_timeout_and_errors(
     assert (error.reason or "").startswith("backend error") and "500" in (error.reason or "")
 
 
+def test_a_rejected_rewrite_is_asked_for_again_by_sampling(
+    fake_openai: tuple[FakeOpenAI, str],
+) -> None:
+    state, url = fake_openai
+    state.script["red ball going left"] = ("a blue circle moving left", 0.0, 200)
+    endpoint = VLLMEndpoint(url=url)
+    config = EnhancerConfig(backend="vllm", vllm=endpoint, resample_attempts=2)
+    result = PromptEnhancer(VLLMBackend(endpoint), config).enhance("red ball going left")
+    assert result.fell_back and result.attempts == 3
+    assert result.reason == "rewrite contradicts the user's prompt: color red->blue"
+    temperatures = [body["temperature"] for _, body in state.requests]
+    assert temperatures == [0.0, config.resample_temperature, config.resample_temperature]
+
+
+class ScriptedBackend:
+    """Answers from a list per call: the greedy answer first, then the sampled ones."""
+
+    name = "scripted"
+    adapter = None
+
+    def __init__(self, answers: list[str | BackendError]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[list[str], float | None]] = []
+
+    def rewrite(
+        self, prompts: Sequence[str], timeout_s: float, temperature: float | None = None
+    ) -> list[str | BackendError]:
+        self.calls.append((list(prompts), temperature))
+        return [self.answers[min(len(self.calls), len(self.answers)) - 1]] * len(prompts)
+
+
+def test_resampling_uses_the_first_accepted_rewrite_and_only_asks_for_rejected_ones() -> None:
+    good = "a large red circle moving left over a black background"
+    backend = ScriptedBackend(["a blue circle moving left", "a circle moving left", good])
+    config = EnhancerConfig(resample_attempts=3, resample_temperature=0.5)
+    result = PromptEnhancer(backend, config).enhance("red ball going left")
+    assert not result.fell_back and result.prompt == good and result.attempts == 3
+    assert [t for _, t in backend.calls] == [None, 0.5, 0.5]
+    # a failed resample call keeps the rejection: the user's prompt, with its reason
+    failing = ScriptedBackend(["a blue circle moving left", BackendError("down")])
+    result = PromptEnhancer(failing, config).enhance("red ball going left")
+    assert result.fell_back and result.prompt == "red ball going left"
+    assert result.reason == "rewrite contradicts the user's prompt: color red->blue"
+    # accepted prompts of a batch are not asked for again
+    mixed = ScriptedBackend([good])
+    results = PromptEnhancer(mixed, config).enhance_batch(["red ball going left"] * 2)
+    assert len(mixed.calls) == 1 and all(r.attempts == 1 for r in results)
+    none = ScriptedBackend(["a blue circle moving left"])
+    result = PromptEnhancer(none, EnhancerConfig(resample_attempts=0)).enhance("red ball")
+    assert result.fell_back and len(none.calls) == 1
+
+
 def test_vllm_backend_reports_server_errors(fake_openai: tuple[FakeOpenAI, str]) -> None:
     state, url = fake_openai
     state.script["cyan block"] = ("", 0.0, 500)
@@ -181,11 +234,15 @@ def test_bad_config_is_refused() -> None:
         EnhancerConfig(timeout_s=0)
     with pytest.raises(ValueError, match="temperature"):
         GenerationSettings(temperature=-1)
+    with pytest.raises(ValueError, match="resample_attempts"):
+        EnhancerConfig(resample_attempts=-1)
+    with pytest.raises(ValueError, match="resample_temperature"):
+        EnhancerConfig(resample_temperature=0.0)
 
 
 def test_embedded_backend_is_deterministic_and_rejects_garbage(tiny_llm_dir: Path) -> None:
     backend = EmbeddedBackend.load(tiny_llm_dir, settings=GenerationSettings(max_new_tokens=8))
-    enhancer = PromptEnhancer(backend)
+    enhancer = PromptEnhancer(backend, EnhancerConfig(resample_attempts=0))
     first = enhancer.enhance_batch(["red ball going left", "a small green triangle"])
     second = enhancer.enhance_batch(["red ball going left", "a small green triangle"])
     assert [r.rewrite for r in first] == [r.rewrite for r in second]  # greedy
@@ -239,7 +296,8 @@ def test_enhanced_system_renders_the_rewrites(fake_openai: tuple[FakeOpenAI, str
     videos = system.generate(prompts, seeds)
     expected = world.generate([detailed, "cyan block", detailed], seeds)
     assert videos.dtype == expected.dtype and (videos == expected).all()
-    assert len(state.requests) == 2  # each distinct prompt enhanced once
+    # each distinct prompt enhanced once; the rejected one asked for again 3 times
+    assert len(state.requests) == 2 + 3
     assert system.enhanced["cyan block"].fell_back
 
 

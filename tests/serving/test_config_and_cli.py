@@ -71,18 +71,18 @@ def test_vpt_client_generate_feedback_status(
 
 
 class SlowEnhancer:
-    async def enhance(self, prompt: str) -> str:
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
         await asyncio.sleep(5)
         return prompt + " slowly"
 
 
 class BrokenEnhancer:
-    async def enhance(self, prompt: str) -> str:
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
         raise RuntimeError("enhancer down")
 
 
 class RewritingEnhancer:
-    async def enhance(self, prompt: str) -> str:
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
         return f"a {prompt} on a black background"
 
 
@@ -100,6 +100,50 @@ def test_enhancement_hook_falls_back_to_the_user_prompt() -> None:
         "a red circle on a black background",
         "enhanced",
     )
+
+
+class FlakyEnhancer:
+    """Drops the user's colour when decoding greedily; keeps it when sampling."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.temperatures: list[float | None] = []
+        self.delay = delay
+
+    async def enhance(self, prompt: str, temperature: float | None = None) -> str:
+        self.temperatures.append(temperature)
+        if temperature is None:
+            return "a large square moving left over a black background"
+        await asyncio.sleep(self.delay)
+        return f"a large {prompt} moving left over a black background"
+
+
+def test_enhancement_hook_resamples_a_rejected_rewrite() -> None:
+    async def run(hook: EnhancementHook) -> tuple[str, str, int]:
+        result = await hook.enhance("red square", True)
+        return result.prompt, result.result, result.attempts
+
+    flaky = FlakyEnhancer()
+    hook = EnhancementHook(flaky, 1.0, resample_attempts=2, resample_temperature=0.9)
+    assert asyncio.run(run(hook)) == (
+        "a large red square moving left over a black background",
+        "enhanced",
+        2,
+    )
+    assert flaky.temperatures == [None, 0.9]
+    flaky = FlakyEnhancer()
+    assert asyncio.run(run(EnhancementHook(flaky, 1.0))) == ("red square", "rejected", 1)
+    assert flaky.temperatures == [None]
+    # a resample that outlives the budget leaves the rejection standing
+    slow = FlakyEnhancer(delay=5.0)
+    assert asyncio.run(run(EnhancementHook(slow, 0.2, resample_attempts=3))) == (
+        "red square",
+        "rejected",
+        1,
+    )
+    with pytest.raises(ValueError, match="resample_attempts"):
+        EnhancementHook(flaky, 1.0, resample_attempts=-1)
+    with pytest.raises(ValueError, match="resample_temperature"):
+        EnhancementHook(flaky, 1.0, resample_attempts=1, resample_temperature=0.0)
 
 
 def test_generated_code_is_built_from_the_protos() -> None:

@@ -237,7 +237,10 @@ def test_unusable_rewrites_fall_back_to_the_user_prompt(
     assert (event.prompt, event.effective_prompt) == (prompt, prompt)
     assert result_name(event.prompt_enhancement_result) == result
     assert enhancement_count(enhanced_server, result) == before + 1
-    assert len(fake_openai.requests_for(prompt)) == 1
+    requests = fake_openai.requests_for(prompt)
+    # a rejected rewrite is asked for again, sampled (the service's default: 3 more)
+    assert len(requests) == (4 if result == "rejected" else 1)
+    assert [r["temperature"] for r in requests[1:]] == [0.7] * (len(requests) - 1)
     if reason is not None:  # the hook says why, for the log
         hook: EnhancementHook = enhanced_server.app.enhancement
         verdict = enhanced_server.call(hook.enhance(prompt, True))
