@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from enhancer.embedded import EmbeddedBackend  # noqa: E402
+from enhancer.evaluation import add_resample_options  # noqa: E402
 from enhancer.prompt_enhancer import EnhancerConfig, PromptEnhancer, RewriteBackend  # noqa: E402
 from enhancer.suffix import DEFAULT_SUFFIX, SuffixBackend  # noqa: E402
 from enhancer.system import EnhancedSystem  # noqa: E402
@@ -44,16 +45,7 @@ def main() -> None:
     parser.add_argument("--prompts", default="shapes_eval_v1")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument(
-        "--resample-attempts",
-        type=int,
-        default=EnhancerConfig.resample_attempts,
-        help="sampled re-asks after a rejected rewrite (0: one greedy rewrite; the figures "
-        "docs/enhancer.md gives before its section on resampling were measured so)",
-    )
-    parser.add_argument(
-        "--sampling-seed", type=int, default=0, help="torch seed of the resampled rewrites"
-    )
+    add_resample_options(parser)
     parser.add_argument("--out", default=str(ROOT / "docs/results/enhancer_gsb_sft"))
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("VPT_THREADS", "1")))

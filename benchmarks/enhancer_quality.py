@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from enhancer.embedded import EmbeddedBackend  # noqa: E402
-from enhancer.evaluation import IntentReport, evaluate_intent  # noqa: E402
+from enhancer.evaluation import IntentReport, add_resample_options, evaluate_intent  # noqa: E402
 from enhancer.prompt_enhancer import EnhancerConfig, GenerationSettings, PromptEnhancer  # noqa: E402
 from vpt.eval.attributes import wilson_interval  # noqa: E402
 from vpt.eval.prompt_set import load_prompt_set  # noqa: E402
@@ -59,16 +59,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument(
-        "--resample-attempts",
-        type=int,
-        default=EnhancerConfig.resample_attempts,
-        help="sampled re-asks after a rejected rewrite (0: one greedy rewrite; the figures "
-        "docs/enhancer.md gives before its section on resampling were measured so)",
-    )
-    parser.add_argument(
-        "--sampling-seed", type=int, default=0, help="torch seed of the resampled rewrites"
-    )
+    add_resample_options(parser)
     parser.add_argument("--out", default=str(ROOT / "docs/results/enhancer_quality.json"))
     parser.add_argument("--name", default="sft", help="how the results name the adapter")
     parser.add_argument(

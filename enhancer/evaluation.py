@@ -10,12 +10,13 @@ generator renders best looks like), and latency.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enhancer.prompt_enhancer import EnhancedPrompt, PromptEnhancer
+from enhancer.prompt_enhancer import EnhancedPrompt, EnhancerConfig, PromptEnhancer
 from vpt.prompt_rewriting import RewriteLimits, check_intent, format_problem
 from vpt.world import parse_prompt
 
@@ -130,3 +131,17 @@ def evaluate_intent(
         for result in results:
             report.add(result, examples)
     return report
+
+
+def add_resample_options(parser: argparse.ArgumentParser) -> None:
+    """`--resample-attempts` and `--sampling-seed`, for the benchmarks that run an enhancer."""
+    parser.add_argument(
+        "--resample-attempts",
+        type=int,
+        default=EnhancerConfig.resample_attempts,
+        help="sampled re-asks after a rejected rewrite (0: one greedy rewrite; the figures "
+        "docs/enhancer.md gives before its section on resampling were measured so)",
+    )
+    parser.add_argument(
+        "--sampling-seed", type=int, default=0, help="torch seed of the resampled rewrites"
+    )

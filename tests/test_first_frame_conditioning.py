@@ -56,18 +56,29 @@ def test_clean_first_frame_is_in_the_input_and_out_of_the_loss() -> None:
     torch.testing.assert_close(plain, error.flatten(1).mean(1))
 
 
-def test_sft_step_with_first_frame_off_is_bit_identical_and_on_changes_it() -> None:
+@pytest.mark.parametrize(
+    ("option", "off", "on"),
+    [
+        ("first_frame_fraction", 0.0, {"first_frame_fraction": 1.0}),
+        ("object_weight", 1.0, {"object_weight": 5.0, "object_threshold": 0.5}),
+    ],
+)
+def test_sft_step_with_an_option_off_is_bit_identical_and_on_changes_it(
+    option: str, off: float, on: dict[str, float]
+) -> None:
+    """First-frame conditioning and the object-weighted loss (tests/test_object_weighting.py)
+    leave the step as it was when off, and change it when on."""
     generator = tiny_generator(seed=4)
     dataset = _dataset(generator.latent_shape())
-    off = _sft_config(FrameNoiseConfig())
-    assert off.first_frame_fraction == 0.0
-    loss_off, _ = make_loss_fn(off, generator, dataset)(1, torch.Generator().manual_seed(7))
+    config = _sft_config(FrameNoiseConfig())
+    assert getattr(config, option) == off
+    loss_off, _ = make_loss_fn(config, generator, dataset)(1, torch.Generator().manual_seed(7))
     reference = _loss_before_frame_noise(
-        off, generator, dataset, 1, torch.Generator().manual_seed(7)
+        config, generator, dataset, 1, torch.Generator().manual_seed(7)
     )
     assert torch.equal(loss_off, reference)
-    on = replace(off, first_frame_fraction=1.0)
-    loss_on, _ = make_loss_fn(on, generator, dataset)(1, torch.Generator().manual_seed(7))
+    changed = replace(config, **on)
+    loss_on, _ = make_loss_fn(changed, generator, dataset)(1, torch.Generator().manual_seed(7))
     assert torch.isfinite(loss_on) and not torch.equal(loss_on, reference)
 
 

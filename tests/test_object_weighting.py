@@ -1,20 +1,16 @@
 """Object-weighted SFT loss (`object_weight`): the foreground mask finds the object in latent
-space, the weighted loss is the weighted mean it claims to be, and with the option off a step is
-bit-identical to the step without it."""
+space and the weighted loss is the weighted mean it claims to be. That a step with the option off
+is bit-identical to one without it is tested with first-frame conditioning's
+(tests/test_first_frame_conditioning.py)."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 import torch
 from torch import Tensor
 
-from tests.test_frame_noise import _dataset, _loss_before_frame_noise, _sft_config
-from tests.tiny_models import tiny_generator
 from vpt.training.flow_matching import flow_matching_loss, foreground_weights
-from vpt.training.frame_noise import FrameNoiseConfig
-from vpt.training.sft import SFTConfig, make_loss_fn
+from vpt.training.sft import SFTConfig
 
 
 def _clip_with_object() -> tuple[Tensor, Tensor]:
@@ -64,21 +60,6 @@ def test_weighted_loss_is_the_weighted_mean_and_composes_with_a_clean_first_fram
     kept[0, :, :1] = 0.0
     torch.testing.assert_close(both[0], (error[0] * kept[0]).sum() / kept[0].sum())
     torch.testing.assert_close(both[1], losses[1])
-
-
-def test_sft_step_with_object_weight_off_is_bit_identical_and_on_changes_it() -> None:
-    generator = tiny_generator(seed=4)
-    dataset = _dataset(generator.latent_shape())
-    off = _sft_config(FrameNoiseConfig())
-    assert off.object_weight == 1.0
-    loss_off, _ = make_loss_fn(off, generator, dataset)(1, torch.Generator().manual_seed(7))
-    reference = _loss_before_frame_noise(
-        off, generator, dataset, 1, torch.Generator().manual_seed(7)
-    )
-    assert torch.equal(loss_off, reference)
-    on = replace(off, object_weight=5.0, object_threshold=0.5)
-    loss_on, _ = make_loss_fn(on, generator, dataset)(1, torch.Generator().manual_seed(7))
-    assert torch.isfinite(loss_on) and not torch.equal(loss_on, reference)
 
 
 def test_object_weight_options_are_validated() -> None:
