@@ -70,7 +70,13 @@ def main() -> None:
     report = replace(comparison.report, prompt_set=prompt_set.name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    document = {**report.to_dict(), "wall_seconds": round(seconds, 1), "adapter": adapter}
+    document = {
+        **report.to_dict(),
+        "wall_seconds": round(seconds, 1),
+        "adapter": adapter,
+        "resample_attempts": args.resample_attempts,
+        "sampling_seed": args.sampling_seed,
+    }
     (out / "gsb.json").write_text(json.dumps(document, indent=2) + "\n")
     (out / "gsb.md").write_text(report.to_markdown())
     save_pair_sheet(comparison, out / "pairs.png", pairs=6)
