@@ -223,8 +223,8 @@ class EnhancementHook:
         enhancer: PromptEnhancer | None,
         timeout_seconds: float,
         limits: RewriteLimits | None = None,
-        resample_attempts: int = 0,
-        resample_temperature: float = 0.7,
+        resample_attempts: int = EnhancementConfig.resample_attempts,
+        resample_temperature: float = EnhancementConfig.resample_temperature,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")

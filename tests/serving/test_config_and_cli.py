@@ -123,6 +123,7 @@ def test_enhancement_hook_resamples_a_rejected_rewrite() -> None:
         return result.prompt, result.result, result.attempts
 
     flaky = FlakyEnhancer()
+    assert EnhancementHook(flaky, 1.0).resample_attempts == 3  # the service config's default
     hook = EnhancementHook(flaky, 1.0, resample_attempts=2, resample_temperature=0.9)
     assert asyncio.run(run(hook)) == (
         "a large red square moving left over a black background",
@@ -131,7 +132,11 @@ def test_enhancement_hook_resamples_a_rejected_rewrite() -> None:
     )
     assert flaky.temperatures == [None, 0.9]
     flaky = FlakyEnhancer()
-    assert asyncio.run(run(EnhancementHook(flaky, 1.0))) == ("red square", "rejected", 1)
+    assert asyncio.run(run(EnhancementHook(flaky, 1.0, resample_attempts=0))) == (
+        "red square",
+        "rejected",
+        1,
+    )
     assert flaky.temperatures == [None]
     # a resample that outlives the budget leaves the rejection standing
     slow = FlakyEnhancer(delay=5.0)
