@@ -34,9 +34,8 @@ from vpt.cli.main import DEFAULT_MODEL  # noqa: E402
 from vpt.sampling.sde import SDEConfig  # noqa: E402
 from vpt.training.rollout import (  # noqa: E402
     RolloutConfig,
-    RolloutRequest,
     branch_candidates,
-    row_seed,
+    isotemporal_request,
     run_rollouts,
 )
 from vpt.world.detector import detect  # noqa: E402
@@ -56,20 +55,8 @@ def sample_groups(generator, config: RolloutConfig, k: int, groups: int, seed: i
     """`groups` groups per prompt at branch step k; one record per group."""
     records = []
     for group in range(groups):
-        prompts, group_ids, noise_seeds, sde_seeds = [], [], [], []
-        for index, prompt in enumerate(PROMPTS):
-            for row in range(config.group_size):
-                prompts.append(prompt)
-                group_ids.append(index)
-                rollout = 0 if config.share_prefix else row
-                noise_seeds.append(row_seed(seed, group, index, rollout, 0))
-                sde_seeds.append(row_seed(seed, group, index, row, 1))
-        request = RolloutRequest(
-            prompts=tuple(prompts),
-            group_ids=torch.tensor(group_ids),
-            branch_steps=torch.full((len(prompts),), k, dtype=torch.int64),
-            noise_seeds=tuple(noise_seeds),
-            sde_seeds=tuple(sde_seeds),
+        request = isotemporal_request(
+            PROMPTS, config.group_size, k, config.share_prefix, (seed, group)
         )
         batch = run_rollouts(generator, request, config)
         for index, prompt in enumerate(PROMPTS):

@@ -36,7 +36,11 @@ from vpt.eval.judge import judge_videos  # noqa: E402
 from vpt.rewards.reward_set import RewardSetConfig, build_reward_set  # noqa: E402
 from vpt.sampling.sde import SDEConfig  # noqa: E402
 from vpt.training.grpo_config import PromptPoolConfig, training_prompts  # noqa: E402
-from vpt.training.rollout import RolloutConfig, RolloutRequest, row_seed, run_rollouts  # noqa: E402
+from vpt.training.rollout import (  # noqa: E402
+    RolloutConfig,
+    isotemporal_request,
+    run_rollouts,
+)
 
 
 def within_std(values_PG: np.ndarray) -> float:
@@ -55,20 +59,8 @@ def within_correlation(a_PG: np.ndarray, b_PG: np.ndarray) -> float:
 def measure_step(generator, prompts: list[str], k: int, config: RolloutConfig, rewards, seed: int):
     """One row: the groups of every prompt explored at step k."""
     group = config.group_size
-    rows, group_ids, noise_seeds, sde_seeds = [], [], [], []
-    for index, prompt in enumerate(prompts):
-        for rollout in range(group):
-            rows.append(prompt)
-            group_ids.append(index)
-            noise_seeds.append(row_seed(seed, index, 0 if config.share_prefix else rollout, 0))
-            sde_seeds.append(row_seed(seed, index, rollout, 1))
-    request = RolloutRequest(
-        prompts=tuple(rows),
-        group_ids=torch.tensor(group_ids),
-        branch_steps=torch.full((len(rows),), k, dtype=torch.int64),
-        noise_seeds=tuple(noise_seeds),
-        sde_seeds=tuple(sde_seeds),
-    )
+    request = isotemporal_request(prompts, group, k, config.share_prefix, (seed,))
+    rows = list(request.prompts)
     started = time.process_time()
     batch = run_rollouts(generator, request, config)
     scores = judge_videos(batch.videos, rows)

@@ -17,6 +17,7 @@ from vpt.training.rollout import (
     branch_candidates,
     draw_branch_steps,
     evaluate_policy,
+    isotemporal_request,
     row_seed,
     run_rollouts,
 )
@@ -264,3 +265,16 @@ def test_two_pass_log_prob_ignores_the_clean_frame(generator: Generator) -> None
     torch.testing.assert_close(steps[0].log_prob, steps[1].log_prob, rtol=0, atol=0)
     with pytest.raises(ValueError, match="anchor_steps must be >= 0"):
         RolloutConfig(anchor_steps=-1)
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_isotemporal_request_lays_out_groups_at_one_step(share_prefix: bool) -> None:
+    request = isotemporal_request(["a", "b"], 3, 5, share_prefix, (7, 1))
+    assert request.prompts == ("a", "a", "a", "b", "b", "b")
+    assert request.group_ids.tolist() == [0, 0, 0, 1, 1, 1]
+    assert request.branch_steps.tolist() == [5] * 6
+    assert request.sde_seeds[0] == row_seed(7, 1, 0, 0, 1)
+    assert len(set(request.sde_seeds)) == 6
+    first_group = set(request.noise_seeds[:3])
+    assert len(first_group) == (1 if share_prefix else 3)
+    assert not first_group & set(request.noise_seeds[3:])

@@ -146,6 +146,29 @@ class RolloutRequest:
             )
 
 
+def isotemporal_request(
+    prompts: Sequence[str],
+    group_size: int,
+    branch_step: int,
+    share_prefix: bool,
+    seed_parts: Sequence[int],
+) -> RolloutRequest:
+    """`group_size` rows per prompt (group = prompt index), every row explored at `branch_step`.
+
+    Row j of prompt p gets initial-noise seed `row_seed(*seed_parts, p, 0 or j, 0)` (0 when the
+    group shares its prefix) and SDE seed `row_seed(*seed_parts, p, j, 1)`: for measuring what
+    one step at a fixed k does (the trainer draws k per prompt in `plan_step`).
+    """
+    rows = [(p, j) for p in range(len(prompts)) for j in range(group_size)]
+    return RolloutRequest(
+        prompts=tuple(prompts[p] for p, _ in rows),
+        group_ids=torch.tensor([p for p, _ in rows], dtype=torch.int64),
+        branch_steps=torch.full((len(rows),), branch_step, dtype=torch.int64),
+        noise_seeds=tuple(row_seed(*seed_parts, p, 0 if share_prefix else j, 0) for p, j in rows),
+        sde_seeds=tuple(row_seed(*seed_parts, p, j, 1) for p, j in rows),
+    )
+
+
 @dataclass(frozen=True)
 class RolloutBatch:
     """Rollouts with their stored SDE transitions and decoded videos."""
