@@ -119,6 +119,8 @@ def main() -> None:
         branch_fraction=1.0,
         anchor_steps=args.anchor_steps,
     )
+    if args.prompts < 1 or args.group_size < 2:
+        parser.error("--prompts must be >= 1 and --group-size >= 2")
     bad = [k for k in ks if not 0 <= k < args.num_steps - 1]
     if bad:
         parser.error(f"--ks {bad} outside 0..{args.num_steps - 2} (the last step is never an SDE)")

@@ -88,6 +88,10 @@ def main() -> None:
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.limit < 1:
+        parser.error(f"--limit must be >= 1, got {args.limit}")
+    if args.rewrites and not Path(args.rewrites).is_file():
+        parser.error(f"--rewrites {args.rewrites}: no such file")
     torch.set_num_threads(1)
     user_prompts = list(load_prompt_set(args.prompt_set).prompts)[: args.limit]
     started = time.process_time()
